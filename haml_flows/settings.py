@@ -1,0 +1,103 @@
+"""Settings for haml-flows: one class, environment prefix ``HAML_``, YAML override.
+
+Values come, in increasing priority, from the defaults below, the YAML file named
+by ``HAML_CONFIG_FILE`` (default ``~/.haml/config.yaml``) and ``HAML_*``
+environment variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEFAULT_CONFIG_FILE = "~/.haml/config.yaml"
+
+
+class HamlSettings(BaseSettings):
+    """Defaults for the database, the engines and the command line."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HAML_", extra="forbid", validate_assignment=True
+    )
+
+    CONFIG_FILE: str = Field(
+        _DEFAULT_CONFIG_FILE, description="YAML file whose keys override defaults."
+    )
+    DB_HOST: str = Field(
+        "127.0.0.1", description="Address the embedded database server binds to."
+    )
+    DB_PORT: int = Field(27217, description="Port of the embedded database server.")
+    DB_DIR: Path = Field(
+        Path("~/.haml/db"),
+        description="Data directory of the embedded database server.",
+    )
+    DB_SYNC_ON_COMMIT: bool = Field(
+        True,
+        description="Start the embedded server with --sync-on-commit so that "
+        "acknowledged writes survive a killed server process.",
+    )
+    DB_START_TIMEOUT: float = Field(
+        30.0, description="Seconds to wait for a started server to answer."
+    )
+    MONGODB_URI: str | None = Field(
+        None,
+        description="MongoDB URI. None means the embedded server at "
+        "DB_HOST:DB_PORT. Credentials belong here or in the environment only.",
+    )
+    DATABASE: str = Field("haml", description="Database name for all collections.")
+    DOCS_COLLECTION: str = Field(
+        "outputs", description="Collection of job output documents (jobflow)."
+    )
+    DATA_BUCKET: str = Field(
+        "outputs_data", description="GridFS bucket for trajectories and potentials."
+    )
+    SERVER_SELECTION_TIMEOUT_MS: int = Field(
+        3000, description="How long a client waits for the database to answer."
+    )
+    MLP_CMD: str | None = Field(
+        None, description="MLIP `mlp` executable; None uses motep."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_yaml(cls, values: Any) -> Any:
+        """Fill values that are not given from the YAML config file."""
+        import os
+
+        config_file = Path(
+            os.environ.get("HAML_CONFIG_FILE")
+            or (values or {}).get("CONFIG_FILE")
+            or _DEFAULT_CONFIG_FILE
+        ).expanduser()
+        if config_file.exists():
+            file_values = yaml.safe_load(config_file.read_text()) or {}
+            if not isinstance(file_values, dict):
+                raise ValueError(f"{config_file} must hold a mapping of settings")
+            new_values = {k.upper(): v for k, v in file_values.items()}
+            new_values.update(values or {})
+            return new_values
+        return values
+
+    @property
+    def db_dir(self) -> Path:
+        """The embedded server's data directory, with ~ expanded."""
+        return Path(self.DB_DIR).expanduser()
+
+    @property
+    def mongodb_uri(self) -> str:
+        """The URI clients connect to."""
+        return self.MONGODB_URI or f"mongodb://{self.DB_HOST}:{self.DB_PORT}"
+
+    @property
+    def uses_embedded_server(self) -> bool:
+        """True when no external URI is configured."""
+        return self.MONGODB_URI is None
+
+
+def get_settings() -> HamlSettings:
+    """Read settings fresh from file and environment."""
+    return HamlSettings()
