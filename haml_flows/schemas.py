@@ -1,0 +1,170 @@
+"""Documents a HAML run stores: one per segment, one per cycle, one per run.
+
+Segment documents keep trajectories, training sets and potentials in fields
+that the job decorators route to the GridFS ``data`` store; cycle and run
+documents are small and queryable without loading any of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pymatgen.core import Structure
+from pymatgen.core.trajectory import Trajectory
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class StageCost(BaseModel):
+    """Wall and CPU time of one stage of a cycle."""
+
+    wall_seconds: float = Field(description="Elapsed wall-clock seconds.")
+    cpu_seconds: float = Field(
+        description="CPU seconds of the process (all threads) during the stage."
+    )
+
+
+class AimdSegmentDoc(BaseModel):
+    """Output of one AIMD segment on the reference engine."""
+
+    doc_type: Literal["aimd_segment"] = Field(
+        "aimd_segment", description="Document kind."
+    )
+    engine: str = Field(description="Reference engine, e.g. 'GFN1-xTB'.")
+    structure: Structure = Field(
+        description="Final structure; site property 'velocities' in ASE units."
+    )
+    trajectory: Trajectory = Field(
+        description="Frames with energy, forces, stress, velocities, temperature."
+    )
+    n_steps: int = Field(description="MD steps run.")
+    time_step_fs: float = Field(description="Time step in fs.")
+    simulated_fs: float = Field(description="Simulated time in fs.")
+    temperature_start: float = Field(description="Temperature of the first frame, K.")
+    temperature_end: float = Field(description="Temperature of the last frame, K.")
+    cost: StageCost = Field(description="Wall and CPU time of the segment.")
+
+
+class TrainingDoc(BaseModel):
+    """Output of one MTP training on all reference frames gathered so far."""
+
+    doc_type: Literal["mtp_training"] = Field(
+        "mtp_training", description="Document kind."
+    )
+    engine: str = Field(description="Training engine, e.g. 'motep'.")
+    potential: str = Field(description="Trained potential, MLIP .mtp text.")
+    training_set: str = Field(
+        description="All reference frames so far, MLIP .cfg text."
+    )
+    level: int = Field(description="MTP lev_max.")
+    cutoff: float = Field(description="Radial cutoff in Angstrom.")
+    training_set_size: int = Field(description="Frames in the training set.")
+    n_train: int = Field(description="Frames fitted.")
+    n_test: int = Field(description="Held-out frames (the newest ones).")
+    energy_rmse: float = Field(description="Energy RMSE on held-out frames, eV/atom.")
+    force_rmse: float = Field(description="Force RMSE on held-out frames, eV/Angstrom.")
+    warm_started: bool = Field(description="Started from the previous potential.")
+    cost: StageCost = Field(description="Wall and CPU time of the training.")
+
+
+class MlpMdDoc(BaseModel):
+    """Output of one MLP-MD segment watched by the extrapolation grade."""
+
+    doc_type: Literal["mlpmd_segment"] = Field(
+        "mlpmd_segment", description="Document kind."
+    )
+    engine: str = Field(description="MD engine and potential, e.g. 'ase+motep'.")
+    structure: Structure = Field(
+        description="Final structure; site property 'velocities' in ASE units."
+    )
+    trajectory: Trajectory = Field(
+        description="Saved frames (every save_interval steps, and the last one)."
+    )
+    gamma_history: list[list[float]] = Field(
+        description="[step, gamma] at every step where gamma was evaluated."
+    )
+    n_steps: int = Field(description="MD steps run.")
+    time_step_fs: float = Field(description="Time step in fs.")
+    simulated_fs: float = Field(description="Simulated time in fs.")
+    stop_reason: Literal["gamma_break", "max_steps"] = Field(
+        description="Why the segment ended."
+    )
+    gamma_at_stop: float = Field(description="Extrapolation grade of the last step.")
+    gamma_max: float = Field(description="Largest grade seen during the segment.")
+    temperature_start: float = Field(description="Temperature of the first frame, K.")
+    temperature_end: float = Field(description="Temperature of the last frame, K.")
+    cost: StageCost = Field(description="Wall and CPU time of the segment.")
+    gamma_seconds: float = Field(
+        description="Wall seconds spent on the grade (part of cost)."
+    )
+
+
+class CycleDoc(BaseModel):
+    """One HAML cycle: AIMD, MTP training and MLP-MD, with their costs."""
+
+    doc_type: Literal["haml_cycle"] = Field("haml_cycle", description="Document kind.")
+    run_id: str = Field(description="Run this cycle belongs to.")
+    cycle: int = Field(description="Cycle index, starting at 1.")
+    aimd_steps: int = Field(description="AIMD steps in this cycle.")
+    aimd_fs: float = Field(description="Simulated AIMD time in this cycle, fs.")
+    mlpmd_steps: int = Field(description="MLP-MD steps in this cycle.")
+    mlpmd_fs: float = Field(description="Simulated MLP-MD time in this cycle, fs.")
+    gamma_at_stop: float = Field(description="Grade at the last MLP-MD step.")
+    gamma_max: float = Field(description="Largest grade in the MLP-MD segment.")
+    stop_reason: str = Field(description="Why the MLP-MD segment ended.")
+    training_set_size: int = Field(description="Frames the MTP was trained on.")
+    energy_rmse: float = Field(description="Held-out energy RMSE, eV/atom.")
+    force_rmse: float = Field(description="Held-out force RMSE, eV/Angstrom.")
+    aimd_cost: StageCost = Field(description="Cost of the AIMD segment.")
+    training_cost: StageCost = Field(description="Cost of the MTP training.")
+    mlpmd_cost: StageCost = Field(description="Cost of the MLP-MD segment.")
+    mlpmd_gamma_seconds: float = Field(description="Wall seconds spent on the grade.")
+    cumulative_fs: float = Field(description="Simulated time of the run so far, fs.")
+    temperature_aimd_start: float = Field(description="AIMD first frame, K.")
+    temperature_aimd_end: float = Field(description="AIMD last frame, K.")
+    temperature_mlpmd_start: float = Field(description="MLP-MD first frame, K.")
+    temperature_mlpmd_end: float = Field(description="MLP-MD last frame, K.")
+    aimd_job: str = Field(description="uuid of the AIMD job (its trajectory).")
+    training_job: str = Field(description="uuid of the training job (potential).")
+    mlpmd_job: str = Field(description="uuid of the MLP-MD job (its trajectory).")
+    completed_at: datetime = Field(default_factory=_now, description="UTC time.")
+
+    @property
+    def cumulative_ps(self) -> float:
+        """Simulated time of the run so far, ps."""
+        return self.cumulative_fs / 1000.0
+
+
+class RunDoc(BaseModel):
+    """A HAML run: its spec and system, written when the run starts."""
+
+    doc_type: Literal["haml_run"] = Field("haml_run", description="Document kind.")
+    run_id: str = Field(description="Unique run identifier.")
+    name: str = Field(description="Spec name.")
+    spec: dict = Field(description="The resolved spec the run was made from.")
+    formula: str = Field(description="Reduced formula of the system.")
+    n_atoms: int = Field(description="Atoms in the simulation cell.")
+    initial_structure: Structure = Field(description="Structure before optimization.")
+    structure: Structure = Field(description="Structure after geometry optimization.")
+    optimization_cost: StageCost = Field(description="Cost of the optimization.")
+    created_at: datetime = Field(default_factory=_now, description="UTC time.")
+
+
+class RunSummaryDoc(BaseModel):
+    """Written when the cycle loop ends."""
+
+    doc_type: Literal["haml_run_summary"] = Field(
+        "haml_run_summary", description="Document kind."
+    )
+    run_id: str = Field(description="Run identifier.")
+    cycles: int = Field(description="Cycles completed.")
+    simulated_fs: float = Field(description="Total simulated time, fs.")
+    stop_reason: Literal["total_time", "max_cycles"] = Field(
+        description="Which stopping rule ended the loop."
+    )
+    structure: Structure = Field(description="Final structure with velocities.")
+    completed_at: datetime = Field(default_factory=_now, description="UTC time.")

@@ -1,0 +1,203 @@
+"""The run specification: a YAML file validated before anything runs.
+
+Every section rejects unknown keys, and every number is checked against its
+allowed range, so that a typo or an impossible value fails with a message that
+names the field before a job is created.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pymatgen.core import Element, Structure
+
+from haml_flows.systems import BUILDERS
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; the message names the field and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SystemSpec(_Section):
+    """Which structure to simulate: a named builder or a structure file."""
+
+    builder: str | None = Field(None, description=f"One of {sorted(BUILDERS)}.")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the builder."
+    )
+    file: str | None = Field(None, description="Structure file (CIF, POSCAR, ...).")
+
+    @field_validator("builder")
+    @classmethod
+    def _known_builder(cls, value: str | None) -> str | None:
+        if value is not None and value not in BUILDERS:
+            raise ValueError(f"unknown builder {value!r}; allowed: {sorted(BUILDERS)}")
+        return value
+
+    def build(self, base_dir: Path | None = None) -> Structure:
+        """Return the structure this section describes."""
+        if (self.builder is None) == (self.file is None):
+            raise SpecError("system: give exactly one of 'builder' or 'file'")
+        if self.builder is not None:
+            try:
+                return BUILDERS[self.builder](**self.parameters)
+            except TypeError as exc:
+                raise SpecError(f"system.parameters: {exc}") from exc
+        path = Path(self.file)
+        if not path.is_absolute() and base_dir is not None:
+            path = base_dir / path
+        if not path.exists():
+            raise SpecError(f"system.file: {path} does not exist")
+        return Structure.from_file(path)
+
+
+class ReferenceSpec(_Section):
+    """AIMD segments on the reference engine."""
+
+    engine: Literal["xtb", "lj"] = Field(
+        "xtb", description="'xtb' = GFN1-xTB (tblite); 'lj' = analytic, for tests."
+    )
+    steps: int = Field(20, gt=0, description="AIMD steps per segment.")
+    time_step: float = Field(1.0, gt=0, description="AIMD time step, fs.")
+    temperature: float = Field(300.0, gt=0, description="Thermostat target, K.")
+    thermostat_time: float = Field(
+        25.0, gt=0, description="Nose-Hoover characteristic time, fs."
+    )
+    seed: int = Field(42, description="Seed of the first Maxwell-Boltzmann draw.")
+
+
+class OptimizationSpec(_Section):
+    """Geometry optimization before the first cycle (fixed cell)."""
+
+    enabled: bool = Field(True, description="Run the optimization.")
+    fmax: float = Field(0.1, gt=0, description="Force criterion, eV/Angstrom.")
+    steps: int = Field(30, ge=0, description="Maximum optimizer steps.")
+
+
+class MtpSpec(_Section):
+    """Moment Tensor Potential training."""
+
+    level: int = Field(12, description="lev_max, even, 2 to 28.")
+    cutoff: float = Field(5.0, gt=0, description="Radial cutoff, Angstrom.")
+    min_dist: float | None = Field(
+        None, gt=0, description="Inner radius, Angstrom; None = from the frames."
+    )
+    species: list[str] | None = Field(
+        None, description="Elements the potential describes; None = the system's."
+    )
+    radial_iterations: int = Field(
+        30, ge=0, description="L-BFGS iterations on radial coefficients per training."
+    )
+    holdout_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Newest fraction of frames held out for errors."
+    )
+    energy_weight: float = Field(1.0, ge=0, description="Loss weight of energies.")
+    force_weight: float = Field(0.01, ge=0, description="Loss weight of forces.")
+    stress_weight: float = Field(0.001, ge=0, description="Loss weight of stresses.")
+    seed: int = Field(0, description="Seed of the training.")
+
+    @field_validator("level")
+    @classmethod
+    def _even_level(cls, value: int) -> int:
+        if value % 2 or not 2 <= value <= 28:
+            raise ValueError(f"level must be even and in 2..28, got {value}")
+        return value
+
+    @field_validator("species")
+    @classmethod
+    def _real_elements(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        unknown = [s for s in value if not Element.is_valid_symbol(s)]
+        if unknown:
+            raise ValueError(f"unknown elements {unknown}; use element symbols")
+        return value
+
+
+class MlpMdSpec(_Section):
+    """MLP-MD segments with the extrapolation grade watching."""
+
+    time_step: float = Field(0.5, gt=0, description="Time step, fs.")
+    max_steps: int = Field(2000, gt=0, description="Step limit of one segment.")
+    gamma_break: float = Field(10.0, gt=1, description="Stop when gamma exceeds it.")
+    gamma_every: int = Field(1, gt=0, description="Evaluate gamma every k steps.")
+    temperature: float = Field(300.0, gt=0, description="Thermostat target, K.")
+    thermostat_time: float = Field(
+        25.0, gt=0, description="Nose-Hoover characteristic time, fs."
+    )
+    save_interval: int = Field(10, gt=0, description="Store every k-th frame.")
+
+
+class StopSpec(_Section):
+    """When the cycle loop ends: whichever rule is met first."""
+
+    total_time_ps: float = Field(10.0, gt=0, description="Total simulated time, ps.")
+    max_cycles: int = Field(10, gt=0, description="Maximum number of cycles.")
+
+
+class RunSpec(_Section):
+    """A whole HAML run."""
+
+    name: str = Field(description="Run name (used in the run id).")
+    system: SystemSpec = Field(description="The structure.")
+    reference: ReferenceSpec = Field(default_factory=ReferenceSpec)
+    optimization: OptimizationSpec = Field(default_factory=OptimizationSpec)
+    mtp: MtpSpec = Field(default_factory=MtpSpec)
+    mlpmd: MlpMdSpec = Field(default_factory=MlpMdSpec)
+    stop: StopSpec = Field(default_factory=StopSpec)
+
+    def check_against(self, structure: Structure) -> None:
+        """Fail when the potential's settings cannot describe the structure."""
+        if self.mtp.min_dist is not None and self.mtp.cutoff <= self.mtp.min_dist:
+            raise SpecError(
+                f"mtp.cutoff ({self.mtp.cutoff}) must be above mtp.min_dist "
+                f"({self.mtp.min_dist})"
+            )
+        elements = sorted({site.specie.symbol for site in structure})
+        if self.mtp.species is not None:
+            missing = sorted(set(elements) - set(self.mtp.species))
+            if missing:
+                raise SpecError(
+                    f"mtp.species {self.mtp.species} does not cover the system's "
+                    f"elements {missing}"
+                )
+
+
+def _format_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def parse_spec(data: dict) -> RunSpec:
+    """Validate a spec mapping, raising SpecError with field names."""
+    if not isinstance(data, dict):
+        raise SpecError("spec: the file must hold a mapping at the top level")
+    try:
+        return RunSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_error(exc)) from None
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Read and validate a spec file."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"spec file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: malformed YAML: {exc}") from None
+    return parse_spec(data)
