@@ -1,0 +1,1 @@
+"""Engine seams: the reference engine (AIMD), MTP training and MLP-MD."""

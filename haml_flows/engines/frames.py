@@ -1,0 +1,91 @@
+"""Conversions between MD frames, ASE atoms and pymatgen structures.
+
+Velocities travel between segments as the ``velocities`` site property in ASE
+units (Angstrom per ASE time unit), which is what atomate2's ASE makers read.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from pymatgen.core import Structure
+from pymatgen.core.trajectory import Trajectory
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from haml_flows.schemas import StageCost
+
+
+def bare_structure(structure: Structure) -> Structure:
+    """A copy of the lattice, species and positions without site properties."""
+    return Structure(structure.lattice, structure.species, structure.frac_coords)
+
+
+def structure_with_velocities(atoms: Atoms) -> Structure:
+    """A structure with the atoms' positions and velocities and nothing else."""
+    structure = Structure(
+        atoms.cell[:], atoms.get_chemical_symbols(), atoms.positions,
+        coords_are_cartesian=True,
+    )
+    structure.add_site_property("velocities", atoms.get_velocities().tolist())
+    return structure
+
+
+def atoms_with_velocities(structure: Structure) -> Atoms:
+    """ASE atoms carrying the structure's velocities when it has them."""
+    atoms = AseAtomsAdaptor.get_atoms(bare_structure(structure))
+    velocities = structure.site_properties.get("velocities")
+    if velocities is not None:
+        atoms.set_velocities(np.asarray(velocities, dtype=float))
+    return atoms
+
+
+def final_structure(trajectory: Trajectory) -> Structure:
+    """The last frame of an MD trajectory with its velocities."""
+    structure = bare_structure(trajectory[-1])
+    velocities = trajectory.frame_properties[-1]["velocities"]
+    structure.add_site_property("velocities", np.asarray(velocities).tolist())
+    return structure
+
+
+def trajectory_frames(trajectory: Trajectory) -> list[Atoms]:
+    """Reference frames (energy, forces, stress) of a trajectory as ASE atoms."""
+    frames = []
+    for index in range(len(trajectory)):
+        props = trajectory.frame_properties[index]
+        atoms = AseAtomsAdaptor.get_atoms(bare_structure(trajectory[index]))
+        atoms.calc = SinglePointCalculator(
+            atoms,
+            energy=float(props["energy"]),
+            forces=np.asarray(props["forces"], dtype=float),
+            stress=np.asarray(props["stress"], dtype=float)
+            if props.get("stress") is not None
+            else None,
+        )
+        frames.append(atoms)
+    return frames
+
+
+class CostMeter:
+    """Wall and process CPU seconds of a block, read as a StageCost."""
+
+    def __init__(self) -> None:
+        self.cost = StageCost(wall_seconds=0.0, cpu_seconds=0.0)
+
+
+@contextmanager
+def measure_cost() -> Iterator[CostMeter]:
+    """Measure the wall and CPU time of the enclosed block."""
+    meter = CostMeter()
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield meter
+    finally:
+        meter.cost = StageCost(
+            wall_seconds=time.perf_counter() - wall,
+            cpu_seconds=time.process_time() - cpu,
+        )

@@ -1,0 +1,112 @@
+"""MLP-MD seam: ASE Nose-Hoover dynamics on the MTP, stopped by the grade.
+
+The extrapolation grade gamma comes from the calculator as a by-product of
+each force call (basis values per neighbourhood against the MaxVol active set
+of the training set); the segment stops at the first evaluated step whose
+gamma exceeds ``gamma_break``, or at ``max_steps``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from ase import units
+from ase.md.npt import NPT
+from jobflow import Maker, job
+from pymatgen.core import Structure
+from pymatgen.core.trajectory import Trajectory
+
+from haml_flows.engines.frames import (
+    atoms_with_velocities,
+    measure_cost,
+    structure_with_velocities,
+)
+from haml_flows.mtp.frames import cfg_to_frames
+from haml_flows.mtp.grade import ActiveSet, mtp_calculator
+from haml_flows.schemas import MlpMdDoc
+
+
+@dataclass
+class MlpMdMaker(Maker):
+    """One NVT Nose-Hoover MLP-MD segment that hands back at gamma > gamma_break."""
+
+    name: str = "mlpmd segment"
+    time_step: float = 0.5
+    max_steps: int = 2000
+    gamma_break: float = 10.0
+    gamma_every: int = 1
+    temperature: float = 300.0
+    thermostat_time: float = 25.0
+    save_interval: int = 10
+    seed: int = 0
+
+    @job(data=["trajectory", "gamma_history"])
+    def make(
+        self, structure: Structure, potential: str, training_set: str
+    ) -> MlpMdDoc:
+        """Run from the structure's positions and velocities until a stop rule."""
+        if "velocities" not in structure.site_properties:
+            raise ValueError("MLP-MD needs a structure with 'velocities' from AIMD")
+        with measure_cost() as meter:
+            active_set = ActiveSet.from_training(
+                potential, cfg_to_frames(training_set), seed=self.seed
+            )
+            atoms = atoms_with_velocities(structure)
+            calc = mtp_calculator(potential, active_set, every=self.gamma_every)
+            atoms.calc = calc
+            atoms.set_cell(atoms.cell.standard_form(form="upper")[0], scale_atoms=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                dynamics = NPT(
+                    atoms,
+                    timestep=self.time_step * units.fs,
+                    temperature_K=self.temperature,
+                    ttime=self.thermostat_time * units.fs,
+                    pfactor=None,
+                )
+            frames: list[Structure] = []
+            properties: list[dict] = []
+            gamma_history: list[list[float]] = []
+            seen_evaluations = 0
+            stop_reason = "max_steps"
+            step = 0
+            for step, _ in enumerate(dynamics.irun(steps=self.max_steps)):
+                if calc.gamma_evaluations > seen_evaluations:
+                    seen_evaluations = calc.gamma_evaluations
+                    gamma_history.append([step, float(calc.last_gamma)])
+                broke = calc.last_gamma > self.gamma_break
+                if step % self.save_interval == 0 or broke or step == self.max_steps:
+                    frames.append(structure_with_velocities(atoms))
+                    properties.append(
+                        {
+                            "step": step,
+                            "energy": float(atoms.get_potential_energy()),
+                            "temperature": float(atoms.get_temperature()),
+                            "gamma": float(calc.last_gamma),
+                            "velocities": atoms.get_velocities().tolist(),
+                        }
+                    )
+                if broke:
+                    stop_reason = "gamma_break"
+                    break
+        gammas = [g for _, g in gamma_history] or [float(calc.last_gamma)]
+        return MlpMdDoc(
+            engine="ase+motep",
+            structure=structure_with_velocities(atoms),
+            trajectory=Trajectory.from_structures(
+                frames, frame_properties=properties, constant_lattice=True
+            ),
+            gamma_history=gamma_history,
+            n_steps=step,
+            time_step_fs=self.time_step,
+            simulated_fs=step * self.time_step,
+            stop_reason=stop_reason,
+            gamma_at_stop=float(calc.last_gamma),
+            gamma_max=float(np.max(gammas)),
+            temperature_start=float(properties[0]["temperature"]),
+            temperature_end=float(properties[-1]["temperature"]),
+            cost=meter.cost,
+            gamma_seconds=float(getattr(calc, "gamma_seconds", 0.0)),
+        )

@@ -1,0 +1,81 @@
+"""MTP training seam: motep on all reference frames gathered so far."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobflow import Maker, job
+from pymatgen.core import Element
+from pymatgen.core.trajectory import Trajectory
+
+from haml_flows.engines.frames import measure_cost, trajectory_frames
+from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
+from haml_flows.mtp.training import train_mtp
+from haml_flows.schemas import TrainingDoc
+
+
+@dataclass
+class MtpTrainMaker(Maker):
+    """Train an MTP on the previous training set plus one new AIMD segment.
+
+    The training set grows by the new frames every cycle and is stored with
+    the potential, so each training sees every reference frame of the run;
+    the previous potential is the starting point of the fit.
+    """
+
+    name: str = "mtp training"
+    level: int = 12
+    cutoff: float = 5.0
+    min_dist: float | None = None
+    species: list[str] | None = None
+    radial_iterations: int = 30
+    holdout_fraction: float = 0.2
+    energy_weight: float = 1.0
+    force_weight: float = 0.01
+    stress_weight: float = 0.001
+    seed: int = 0
+
+    @job(data=["potential", "training_set"])
+    def make(
+        self,
+        trajectory: Trajectory,
+        previous_training_set: str | None = None,
+        previous_potential: str | None = None,
+    ) -> TrainingDoc:
+        """Add the segment's frames to the training set and fit the potential."""
+        species = [Element(s).Z for s in self.species] if self.species else None
+        old_frames = (
+            cfg_to_frames(previous_training_set, species=species)
+            if previous_training_set
+            else []
+        )
+        frames = old_frames + trajectory_frames(trajectory)
+        with measure_cost() as meter:
+            result = train_mtp(
+                frames,
+                previous=previous_potential,
+                level=self.level,
+                species=species,
+                cutoff=self.cutoff,
+                min_dist=self.min_dist,
+                holdout_fraction=self.holdout_fraction,
+                energy_weight=self.energy_weight,
+                force_weight=self.force_weight,
+                stress_weight=self.stress_weight,
+                radial_iterations=self.radial_iterations,
+                seed=self.seed,
+            )
+        return TrainingDoc(
+            engine="motep",
+            potential=result.potential,
+            training_set=frames_to_cfg(frames),
+            level=self.level,
+            cutoff=self.cutoff,
+            training_set_size=len(frames),
+            n_train=result.n_train,
+            n_test=result.n_test,
+            energy_rmse=result.energy_rmse,
+            force_rmse=result.force_rmse,
+            warm_started=previous_potential is not None,
+            cost=meter.cost,
+        )

@@ -1,0 +1,98 @@
+"""AIMD and MLP-MD segments on the analytic reference: velocities and the grade."""
+
+import numpy as np
+import pytest
+
+from haml_flows.engines.mlpmd import MlpMdMaker
+from haml_flows.engines.reference import LennardJonesAimdSegmentMaker
+from haml_flows.engines.training import MtpTrainMaker
+from haml_flows.systems import li_lpsc_mini
+
+
+def _aimd(structure, **kwargs):
+    maker = LennardJonesAimdSegmentMaker(n_steps=kwargs.pop("n_steps", 8), **kwargs)
+    return LennardJonesAimdSegmentMaker.make.original(maker, structure)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """One AIMD segment and an MTP trained on it."""
+    aimd = _aimd(li_lpsc_mini(li_layers=1), n_steps=12, mb_velocity_seed=3)
+    train = MtpTrainMaker(level=6, radial_iterations=5)
+    doc = MtpTrainMaker.make.original(train, aimd.trajectory)
+    return aimd, doc
+
+
+def test_first_segment_draws_maxwell_boltzmann_reproducibly():
+    structure = li_lpsc_mini(li_layers=1)
+    a = _aimd(structure, mb_velocity_seed=1)
+    b = _aimd(structure, mb_velocity_seed=1)
+    c = _aimd(structure, mb_velocity_seed=2)
+    va = np.asarray(a.trajectory.frame_properties[0]["velocities"])
+    assert np.allclose(va, b.trajectory.frame_properties[0]["velocities"])
+    assert not np.allclose(va, c.trajectory.frame_properties[0]["velocities"])
+    assert a.n_steps == 8 and len(a.trajectory) == 9
+    assert a.simulated_fs == pytest.approx(8.0)
+
+
+def test_segment_continues_from_incoming_velocities():
+    first = _aimd(li_lpsc_mini(li_layers=1), mb_velocity_seed=1)
+    incoming = np.asarray(first.structure.site_properties["velocities"])
+    # the seed must not matter once velocities are given
+    a = _aimd(first.structure, mb_velocity_seed=5)
+    b = _aimd(first.structure, mb_velocity_seed=6)
+    start = np.asarray(a.trajectory.frame_properties[0]["velocities"])
+    # Nose-Hoover removes the (here ~1e-7) centre-of-mass drift, nothing else
+    assert np.allclose(start, incoming, atol=1e-5)
+    assert np.allclose(start, b.trajectory.frame_properties[0]["velocities"])
+    assert a.temperature_start == pytest.approx(first.temperature_end, rel=0.03)
+
+
+def test_training_set_grows_and_warm_starts(trained):
+    aimd, doc = trained
+    assert doc.training_set_size == 13 and not doc.warm_started
+    again = MtpTrainMaker.make.original(
+        MtpTrainMaker(level=6, radial_iterations=5),
+        aimd.trajectory,
+        doc.training_set,
+        doc.potential,
+    )
+    assert again.training_set_size == 26 and again.warm_started
+    assert np.isfinite(again.force_rmse)
+
+
+def test_gamma_break_stops_the_segment(trained):
+    aimd, doc = trained
+    maker = MlpMdMaker(max_steps=400, gamma_break=1.2, temperature=3000.0)
+    out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
+    assert out.stop_reason == "gamma_break"
+    assert out.gamma_at_stop > 1.2
+    assert out.n_steps < 400
+    assert out.gamma_history[-1] == [out.n_steps, pytest.approx(out.gamma_at_stop)]
+    assert all(g <= 1.2 for _, g in out.gamma_history[:-1])
+    assert out.trajectory.frame_properties[-1]["step"] == out.n_steps
+
+
+def test_step_limit_when_gamma_stays_below_break(trained):
+    aimd, doc = trained
+    maker = MlpMdMaker(max_steps=30, gamma_break=1e9, save_interval=10)
+    out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
+    assert out.stop_reason == "max_steps" and out.n_steps == 30
+    assert [p["step"] for p in out.trajectory.frame_properties] == [0, 10, 20, 30]
+    assert len(out.gamma_history) == 31
+    assert out.temperature_start == pytest.approx(aimd.temperature_end, rel=0.03)
+
+
+def test_gamma_every_k_steps(trained):
+    aimd, doc = trained
+    maker = MlpMdMaker(max_steps=20, gamma_break=1e9, gamma_every=5)
+    out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
+    assert [s for s, _ in out.gamma_history] == [0, 5, 10, 15, 20]
+
+
+def test_mlpmd_needs_velocities(trained):
+    _, doc = trained
+    with pytest.raises(ValueError, match="velocities"):
+        MlpMdMaker.make.original(
+            MlpMdMaker(), li_lpsc_mini(li_layers=1), doc.potential, doc.training_set
+        )
