@@ -1,0 +1,288 @@
+"""The HAML loop: geometry optimization, then AIMD -> MTP training -> MLP-MD cycles.
+
+Each cycle job replaces itself with the cycle's jobs and the next cycle job,
+so the loop runs unchanged under ``run_locally`` and under FireWorks, where
+each replacement becomes a detour.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from jobflow import Flow, Maker, Response, job
+from pymatgen.core import Structure
+
+from haml_flows.engines.mlpmd import MlpMdMaker
+from haml_flows.engines.reference import (
+    AimdSegmentMaker,
+    GeometryOptimizationMaker,
+    aimd_maker_for,
+    nose_hoover_kwargs,
+)
+from haml_flows.engines.training import MtpTrainMaker
+from haml_flows.schemas import CycleDoc, RunDoc, RunSummaryDoc, StageCost
+from haml_flows.spec import RunSpec
+
+logger = logging.getLogger("haml_flows.progress")
+
+
+def new_run_id(name: str) -> str:
+    """A unique, readable run id."""
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+@job
+def start_run(
+    structure: Structure,
+    run_id: str,
+    name: str,
+    spec: dict,
+    optimization: GeometryOptimizationMaker | None,
+) -> RunDoc:
+    """Optimize the geometry (fixed cell) and write the run document."""
+    if optimization is None:
+        optimized, cost = structure, StageCost(wall_seconds=0.0, cpu_seconds=0.0)
+    else:
+        optimized, cost = optimization.optimize(structure)
+    logger.info(
+        "run %s: %s, %d atoms, optimization %.1f s",
+        run_id,
+        structure.composition.reduced_formula,
+        len(structure),
+        cost.wall_seconds,
+    )
+    return RunDoc(
+        run_id=run_id,
+        name=name,
+        spec=spec,
+        formula=structure.composition.reduced_formula,
+        n_atoms=len(structure),
+        initial_structure=structure,
+        structure=optimized,
+        optimization_cost=cost,
+    )
+
+
+@job
+def record_cycle(
+    run_id: str,
+    cycle: int,
+    previous_fs: float,
+    aimd: dict,
+    training: dict,
+    mlpmd: dict,
+    jobs: dict,
+) -> CycleDoc:
+    """Gather one cycle's numbers into its CycleDoc and report progress."""
+    doc = CycleDoc(
+        run_id=run_id,
+        cycle=cycle,
+        aimd_steps=aimd["n_steps"],
+        aimd_fs=aimd["simulated_fs"],
+        mlpmd_steps=mlpmd["n_steps"],
+        mlpmd_fs=mlpmd["simulated_fs"],
+        gamma_at_stop=mlpmd["gamma_at_stop"],
+        gamma_max=mlpmd["gamma_max"],
+        stop_reason=mlpmd["stop_reason"],
+        training_set_size=training["training_set_size"],
+        energy_rmse=training["energy_rmse"],
+        force_rmse=training["force_rmse"],
+        aimd_cost=aimd["cost"],
+        training_cost=training["cost"],
+        mlpmd_cost=mlpmd["cost"],
+        mlpmd_gamma_seconds=mlpmd["gamma_seconds"],
+        cumulative_fs=previous_fs + aimd["simulated_fs"] + mlpmd["simulated_fs"],
+        temperature_aimd_start=aimd["temperature_start"],
+        temperature_aimd_end=aimd["temperature_end"],
+        temperature_mlpmd_start=mlpmd["temperature_start"],
+        temperature_mlpmd_end=mlpmd["temperature_end"],
+        aimd_job=jobs["aimd"],
+        training_job=jobs["training"],
+        mlpmd_job=jobs["mlpmd"],
+    )
+    logger.info(
+        "cycle %d | AIMD %d steps %.1f s | MTP %d frames, F-RMSE %.3f eV/A, %.1f s"
+        " | MLP-MD %d steps (%s, gamma %.2f) %.1f s | %.3f ps",
+        doc.cycle,
+        doc.aimd_steps,
+        doc.aimd_cost.wall_seconds,
+        doc.training_set_size,
+        doc.force_rmse,
+        doc.training_cost.wall_seconds,
+        doc.mlpmd_steps,
+        doc.stop_reason,
+        doc.gamma_at_stop,
+        doc.mlpmd_cost.wall_seconds,
+        doc.cumulative_ps,
+    )
+    return doc
+
+
+_AIMD_FIELDS = (
+    "n_steps", "simulated_fs", "temperature_start", "temperature_end", "cost"
+)
+_TRAINING_FIELDS = ("training_set_size", "energy_rmse", "force_rmse", "cost")
+_MLPMD_FIELDS = (
+    "n_steps", "simulated_fs", "gamma_at_stop", "gamma_max", "stop_reason",
+    "temperature_start", "temperature_end", "cost", "gamma_seconds",
+)
+
+
+@dataclass
+class HamlCycleMaker(Maker):
+    """One HAML cycle job; it replaces itself with the cycle and the next one.
+
+    The loop ends at the first cycle job that finds ``max_cycles`` done or
+    ``total_time_fs`` simulated; that job's output is the RunSummaryDoc.
+    """
+
+    name: str = "haml cycle"
+    run_id: str = ""
+    aimd_maker: AimdSegmentMaker = field(default_factory=AimdSegmentMaker)
+    train_maker: MtpTrainMaker = field(default_factory=MtpTrainMaker)
+    mlpmd_maker: MlpMdMaker = field(default_factory=MlpMdMaker)
+    max_cycles: int = 10
+    total_time_fs: float = 10_000.0
+
+    @job
+    def make(
+        self,
+        structure: Structure,
+        cycle: int = 1,
+        simulated_fs: float = 0.0,
+        training_set: str | None = None,
+        potential: str | None = None,
+    ) -> Response:
+        """Stop, or run cycle ``cycle`` and queue cycle ``cycle + 1``."""
+        if cycle > self.max_cycles or simulated_fs >= self.total_time_fs:
+            reason = "max_cycles" if cycle > self.max_cycles else "total_time"
+            logger.info(
+                "run %s finished: %d cycles, %.3f ps (%s)",
+                self.run_id, cycle - 1, simulated_fs / 1000, reason,
+            )
+            return Response(
+                output=RunSummaryDoc(
+                    run_id=self.run_id,
+                    cycles=cycle - 1,
+                    simulated_fs=simulated_fs,
+                    stop_reason=reason,
+                    structure=structure,
+                )
+            )
+        aimd = self.aimd_maker.make(structure)
+        train = self.train_maker.make(aimd.output.trajectory, training_set, potential)
+        mlpmd = self.mlpmd_maker.make(
+            aimd.output.structure, train.output.potential, train.output.training_set
+        )
+        record = record_cycle(
+            self.run_id,
+            cycle,
+            simulated_fs,
+            {k: getattr(aimd.output, k) for k in _AIMD_FIELDS},
+            {k: getattr(train.output, k) for k in _TRAINING_FIELDS},
+            {k: getattr(mlpmd.output, k) for k in _MLPMD_FIELDS},
+            {"aimd": aimd.uuid, "training": train.uuid, "mlpmd": mlpmd.uuid},
+        )
+        next_cycle = self.make(
+            mlpmd.output.structure,
+            cycle + 1,
+            record.output.cumulative_fs,
+            train.output.training_set,
+            train.output.potential,
+        )
+        stages = (
+            (aimd, "aimd"), (train, "training"), (mlpmd, "mlpmd"), (record, "record")
+        )
+        for stage_job, stage in stages:
+            stage_job.name = f"{stage} {cycle}"
+            stage_job.metadata.update(run_id=self.run_id, cycle=cycle, stage=stage)
+        next_cycle.name = f"{self.name} {cycle + 1}"
+        next_cycle.metadata.update(run_id=self.run_id, cycle=cycle + 1, stage="cycle")
+        return Response(
+            replace=Flow(
+                [aimd, train, mlpmd, record, next_cycle], output=next_cycle.output
+            )
+        )
+
+
+@dataclass
+class HamlMaker(Maker):
+    """A whole HAML run: optimization and run document, then the cycle loop."""
+
+    name: str = "haml"
+    run_id: str = ""
+    spec: dict = field(default_factory=dict)
+    optimization: GeometryOptimizationMaker | None = field(
+        default_factory=GeometryOptimizationMaker
+    )
+    cycle_maker: HamlCycleMaker = field(default_factory=HamlCycleMaker)
+
+    def make(self, structure: Structure) -> Flow:
+        """The run's flow; its output is the RunSummaryDoc."""
+        run_id = self.run_id or new_run_id(self.name)
+        self.cycle_maker.run_id = run_id
+        start = start_run(structure, run_id, self.name, self.spec, self.optimization)
+        start.name = "start run"
+        first = self.cycle_maker.make(start.output.structure)
+        first.name = f"{self.cycle_maker.name} 1"
+        for stage_job, stage in ((start, "start"), (first, "cycle")):
+            stage_job.metadata.update(run_id=run_id, cycle=0 if stage == "start" else 1,
+                                      stage=stage)
+        return Flow([start, first], output=first.output, name=f"haml {run_id}")
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec, run_id: str | None = None) -> HamlMaker:
+        """Makers with the spec's settings."""
+        ref = spec.reference
+        aimd = aimd_maker_for(
+            ref.engine,
+            n_steps=ref.steps,
+            time_step=ref.time_step,
+            temperature=ref.temperature,
+            ase_md_kwargs=nose_hoover_kwargs(ref.thermostat_time),
+            mb_velocity_seed=ref.seed,
+        )
+        mtp = spec.mtp
+        train = MtpTrainMaker(
+            level=mtp.level,
+            cutoff=mtp.cutoff,
+            min_dist=mtp.min_dist,
+            species=mtp.species,
+            radial_iterations=mtp.radial_iterations,
+            holdout_fraction=mtp.holdout_fraction,
+            energy_weight=mtp.energy_weight,
+            force_weight=mtp.force_weight,
+            stress_weight=mtp.stress_weight,
+            seed=mtp.seed,
+        )
+        md = spec.mlpmd
+        mlpmd = MlpMdMaker(
+            time_step=md.time_step,
+            max_steps=md.max_steps,
+            gamma_break=md.gamma_break,
+            gamma_every=md.gamma_every,
+            temperature=md.temperature,
+            thermostat_time=md.thermostat_time,
+            save_interval=md.save_interval,
+        )
+        opt = spec.optimization
+        optimization = (
+            GeometryOptimizationMaker(engine=ref.engine, fmax=opt.fmax, steps=opt.steps)
+            if opt.enabled
+            else None
+        )
+        return cls(
+            name=spec.name,
+            run_id=run_id or new_run_id(spec.name),
+            spec=spec.model_dump(mode="json"),
+            optimization=optimization,
+            cycle_maker=HamlCycleMaker(
+                aimd_maker=aimd,
+                train_maker=train,
+                mlpmd_maker=mlpmd,
+                max_cycles=spec.stop.max_cycles,
+                total_time_fs=spec.stop.total_time_ps * 1000.0,
+            ),
+        )

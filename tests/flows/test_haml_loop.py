@@ -1,0 +1,98 @@
+"""The HAML loop on the analytic reference, against the embedded server."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from haml_flows.queries import cycle_docs, run_doc, run_summary, trajectory
+from haml_flows.runner import (
+    prepare_run,
+    run_prepared_locally,
+    run_prepared_on_fireworks,
+)
+
+DATA = Path(__file__).parents[1] / "data"
+
+
+def _spec(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load((DATA / "lj_small.yaml").read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        data[section][key] = value
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_max_cycles_rule_and_stored_cycles(job_store, tmp_path):
+    run = prepare_run(_spec(tmp_path, stop__max_cycles=3, stop__total_time_ps=100.0))
+    run_prepared_locally(run, job_store, tmp_path / "work")
+
+    docs = cycle_docs(job_store, run.run_id)
+    assert [d.cycle for d in docs] == [1, 2, 3]
+    summary = run_summary(job_store, run.run_id)
+    assert summary.stop_reason == "max_cycles" and summary.cycles == 3
+    assert summary.simulated_fs == pytest.approx(docs[-1].cumulative_fs)
+    assert run_doc(job_store, run.run_id).n_atoms == len(run.structure)
+
+    sizes = [d.training_set_size for d in docs]
+    assert sizes == [9, 18, 27]  # every AIMD frame so far (8 steps + start)
+    for doc in docs:
+        assert doc.aimd_steps == 8 and doc.aimd_fs == pytest.approx(8.0)
+        assert doc.mlpmd_fs == pytest.approx(0.5 * doc.mlpmd_steps)
+        for cost in (doc.aimd_cost, doc.training_cost, doc.mlpmd_cost):
+            assert cost.wall_seconds > 0 and cost.cpu_seconds > 0
+    expected = np.cumsum([d.aimd_fs + d.mlpmd_fs for d in docs])
+    assert [d.cumulative_fs for d in docs] == pytest.approx(list(expected))
+
+    # velocities carry across every hand-over: the next segment starts at the
+    # temperature the previous one ended with (the thermostat removes only the
+    # centre-of-mass drift)
+    for doc in docs:
+        assert doc.temperature_mlpmd_start == pytest.approx(
+            doc.temperature_aimd_end, rel=0.03
+        )
+    for before, after in zip(docs, docs[1:]):
+        assert after.temperature_aimd_start == pytest.approx(
+            before.temperature_mlpmd_end, rel=0.03
+        )
+
+    aimd = trajectory(job_store, docs[1].aimd_job)
+    assert len(aimd) == 9
+    assert np.asarray(aimd.frame_properties[0]["forces"]).shape == (len(run.structure), 3)
+    mlpmd = trajectory(job_store, docs[1].mlpmd_job)
+    assert mlpmd.frame_properties[-1]["step"] == docs[1].mlpmd_steps
+
+    # cycle documents are small: no trajectory or potential inside
+    raw = job_store.docs_store.query_one(
+        {"output.doc_type": "haml_cycle", "output.run_id": run.run_id}
+    )
+    assert "trajectory" not in raw["output"] and "potential" not in raw["output"]
+
+
+def test_total_time_rule(job_store, tmp_path):
+    run = prepare_run(
+        _spec(tmp_path, stop__max_cycles=5, stop__total_time_ps=0.004)
+    )
+    run_prepared_locally(run, job_store, tmp_path / "work")
+    docs = cycle_docs(job_store, run.run_id)
+    assert len(docs) == 1
+    summary = run_summary(job_store, run.run_id)
+    assert summary.stop_reason == "total_time" and summary.cycles == 1
+
+
+def test_fireworks_gives_the_same_cycles(haml_settings, job_store, tmp_path):
+    from haml_flows.database.stores import make_launchpad
+
+    launchpad = make_launchpad(haml_settings)
+    launchpad.reset("", require_password=False)
+    run = prepare_run(_spec(tmp_path, stop__max_cycles=2))
+    run_prepared_on_fireworks(run, job_store, launchpad, tmp_path / "fw")
+
+    docs = cycle_docs(job_store, run.run_id)
+    assert [d.cycle for d in docs] == [1, 2]
+    assert run_summary(job_store, run.run_id).stop_reason == "max_cycles"
+    states = {fw["state"] for fw in launchpad.fireworks.find({}, {"state": 1})}
+    assert states == {"COMPLETED"}
