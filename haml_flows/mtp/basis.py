@@ -1,0 +1,409 @@
+"""Untrained Moment Tensor Potentials generated from the basis definition.
+
+A moment tensor ``M_{mu,nu} = sum_j f_mu(r_ij) r_ij^{(x)nu}`` has level
+``2 + 4 mu + nu``. A basis function is a complete scalar contraction of a
+product of moments (a multigraph whose nodes are moments and whose edges are
+contracted index pairs, without self-contractions) with total level <= the
+requested level. Connected contractions are built from pairwise contractions
+of symmetric sub-tensors; products of scalars are built as products of
+existing scalar moments, which reproduces MLIP's ``alpha_moments_count``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from itertools import combinations, combinations_with_replacement, permutations, product
+from math import factorial
+from pathlib import Path
+
+import numpy as np
+from motep.io.mlip.mtp import write_mtp
+from motep.potentials.mtp.data import BasisData, MTPData
+
+from haml_flows.mtp.grade import SPECIES_TAG
+
+ALLOWED_LEVELS = tuple(range(2, 29, 2))
+MAX_MOMENTS_PER_FUNCTION = 4
+"""MLIP's templates contain products of at most four basic moments."""
+
+Exps = tuple[int, int, int]
+
+
+@cache
+def _exponents(n: int) -> tuple[Exps, ...]:
+    """Unique components of a symmetric rank-n tensor, MLIP order."""
+    return tuple(
+        (x, y, n - x - y) for x in range(n, -1, -1) for y in range(n - x, -1, -1)
+    )
+
+
+def _multinomial(e: Exps) -> int:
+    return factorial(sum(e)) // (factorial(e[0]) * factorial(e[1]) * factorial(e[2]))
+
+
+@dataclass(frozen=True)
+class _Graph:
+    """A scalar contraction: nodes (mu, nu) and edge multiplicities."""
+
+    nodes: tuple[tuple[int, int], ...]
+    edges: tuple[tuple[int, ...], ...]
+
+    @property
+    def level(self) -> int:
+        return sum(2 + 4 * mu + nu for mu, nu in self.nodes)
+
+
+def _edge_matrices(nus: Sequence[int]):
+    """All loop-free symmetric multiplicity matrices with row sums ``nus``."""
+    k = len(nus)
+    pairs = list(combinations(range(k), 2))
+
+    def rec(i: int, remaining: list[int], chosen: dict):
+        if i == len(pairs):
+            if all(r == 0 for r in remaining):
+                mat = np.zeros((k, k), dtype=int)
+                for (a, b), e in chosen.items():
+                    mat[a, b] = mat[b, a] = e
+                yield mat
+            return
+        a, b = pairs[i]
+        for e in range(min(remaining[a], remaining[b]) + 1):
+            remaining[a] -= e
+            remaining[b] -= e
+            chosen[(a, b)] = e
+            yield from rec(i + 1, remaining, chosen)
+            remaining[a] += e
+            remaining[b] += e
+
+    yield from rec(0, list(nus), {})
+
+
+def _connected(mat: np.ndarray, subset: Sequence[int]) -> bool:
+    subset = list(subset)
+    seen = {subset[0]}
+    stack = [subset[0]]
+    while stack:
+        a = stack.pop()
+        for b in subset:
+            if b not in seen and mat[a, b] > 0:
+                seen.add(b)
+                stack.append(b)
+    return len(seen) == len(subset)
+
+
+class _Fingerprint:
+    """Values of contractions on fixed random neighbourhoods, for deduplication."""
+
+    def __init__(self, max_mu: int, n_envs: int = 3, n_neighbors: int = 7) -> None:
+        rng = np.random.default_rng(12345)
+        self.vectors = rng.normal(size=(n_envs, n_neighbors, 3))
+        self.gram = np.einsum("enx,emx->enm", self.vectors, self.vectors)
+        self.radial = rng.uniform(0.5, 1.5, size=(n_envs, max_mu + 1, n_neighbors))
+
+    def __call__(self, graph: _Graph) -> np.ndarray:
+        letters = "abcd"
+        operands: list = []
+        subscripts: list[str] = []
+        for i, (mu, _) in enumerate(graph.nodes):
+            operands.append(self.radial[:, mu])
+            subscripts.append("z" + letters[i])
+        k = len(graph.nodes)
+        for a, b in combinations(range(k), 2):
+            e = graph.edges[a][b]
+            if e:
+                operands.append(self.gram**e)
+                subscripts.append("z" + letters[a] + letters[b])
+        expr = ",".join(subscripts) + "->z"
+        return np.einsum(expr, *operands, optimize=True)
+
+
+def _connected_graphs(
+    level: int, fingerprint: _Fingerprint
+) -> list[tuple[_Graph, np.ndarray]]:
+    """Unique connected scalar contractions with level <= ``level``."""
+    max_mu = (level - 2) // 4
+    types = [(mu, nu) for mu in range(max_mu + 1) for nu in range(level - 1 - 4 * mu)]
+    found: list[tuple[_Graph, np.ndarray]] = [
+        (_Graph(((mu, 0),), ((0,),)), fingerprint(_Graph(((mu, 0),), ((0,),))))
+        for mu, nu in types
+        if nu == 0
+    ]
+    tensors = [t for t in types if t[1] > 0]
+    for k in range(2, MAX_MOMENTS_PER_FUNCTION + 1):
+        for combo in combinations_with_replacement(tensors, k):
+            if sum(2 + 4 * mu + nu for mu, nu in combo) > level:
+                continue
+            if sum(nu for _, nu in combo) % 2:
+                continue
+            unique: list[np.ndarray] = []
+            for mat in _edge_matrices([nu for _, nu in combo]):
+                if not _connected(mat, range(k)):
+                    continue
+                graph = _Graph(tuple(combo), tuple(tuple(int(x) for x in r) for r in mat))
+                value = fingerprint(graph)
+                if any(np.allclose(value, u, rtol=1e-9, atol=0) for u in unique):
+                    continue
+                unique.append(value)
+                found.append((graph, value))
+    return found
+
+
+class _Builder:
+    """Accumulate basic components and ``alpha_index_times`` entries."""
+
+    def __init__(self, basic_types: list[tuple[int, int]]) -> None:
+        self.basic: list[tuple[int, int, int, int]] = []
+        self.basic_index: dict[tuple[int, int, Exps], int] = {}
+        for mu, nu in basic_types:
+            for e in _exponents(nu):
+                self.basic_index[(mu, nu, e)] = len(self.basic)
+                self.basic.append((mu, *e))
+        self.count = len(self.basic)
+        self.times: list[tuple[int, int, int, int]] = []
+        self.cache: dict[tuple, dict] = {}
+
+    def _new(self) -> int:
+        self.count += 1
+        return self.count - 1
+
+    @staticmethod
+    def _canonical(graph: _Graph, subset: tuple[int, ...]) -> tuple[tuple, tuple, list]:
+        """Canonical key, its node order, and the automorphisms as position maps."""
+        best_key, best = None, []
+        for perm in permutations(subset):
+            nodes = tuple((*graph.nodes[n], _free(graph, n, subset)) for n in perm)
+            edges = tuple(graph.edges[a][b] for a, b in combinations(perm, 2))
+            key = (nodes, edges)
+            if best_key is None or key < best_key:
+                best_key, best = key, [perm]
+            elif key == best_key:
+                best.append(perm)
+        order = best[0]
+        autos = [tuple(order.index(n) for n in perm) for perm in best]
+        return best_key, order, autos
+
+    def _components(self, graph: _Graph, order: tuple[int, ...], subset) -> list:
+        free = [_free(graph, n, subset) for n in order]
+        return list(product(*[_exponents(f) for f in free]))
+
+    def tensor(self, graph: _Graph, subset: tuple[int, ...]) -> tuple[dict, tuple]:
+        """Return ``(component -> moment index, node order)`` of a sub-tensor."""
+        key, order, autos = self._canonical(graph, subset)
+        if key in self.cache:
+            return self.cache[key], order
+        if len(subset) == 1:
+            (n,) = subset
+            mu, nu = graph.nodes[n]
+            comps = {(e,): self.basic_index[(mu, nu, e)] for e in _exponents(nu)}
+            self.cache[key] = comps
+            return comps, order
+        left, right = self.new_cost(graph, subset)[1]
+        lcomps, lorder = self.tensor(graph, left)
+        rcomps, rorder = self.tensor(graph, right)
+        cross = [
+            (a, b, graph.edges[a][b]) for a in left for b in right if graph.edges[a][b]
+        ]
+        comps: dict = {}
+        classes: dict = {}
+        for comp in self._components(graph, order, subset):
+            twin = min(tuple(comp[i] for i in sigma) for sigma in autos)
+            if twin in classes:
+                comps[comp] = classes[twin]
+                continue
+            exps = dict(zip(order, comp))
+            terms: dict[tuple[int, int], int] = {}
+            for choice in product(*[_exponents(e) for _, _, e in cross]):
+                lex = {n: list(exps[n]) for n in left}
+                rex = {n: list(exps[n]) for n in right}
+                weight = 1
+                for (a, b, _), t in zip(cross, choice):
+                    weight *= _multinomial(t)
+                    for d in range(3):
+                        lex[a][d] += t[d]
+                        rex[b][d] += t[d]
+                i = lcomps[tuple(tuple(lex[n]) for n in lorder)]
+                j = rcomps[tuple(tuple(rex[n]) for n in rorder)]
+                terms[(i, j)] = terms.get((i, j), 0) + weight
+            index = self._new()
+            self.times.extend((i, j, m, index) for (i, j), m in terms.items())
+            comps[comp] = classes[twin] = index
+        self.cache[key] = comps
+        return comps, order
+
+    def new_cost(self, graph: _Graph, subset: tuple[int, ...]) -> tuple[int, tuple | None]:
+        """Fewest new components needed to build a sub-tensor, and the split doing so."""
+        key, order, autos = self._canonical(graph, subset)
+        if key in self.cache or len(subset) == 1:
+            return 0, None
+        own = len({
+            min(tuple(c[i] for i in sigma) for sigma in autos)
+            for c in self._components(graph, order, subset)
+        })
+        edges = np.array(graph.edges)
+        best = (None, None)
+        for r in range(1, len(subset) // 2 + 1):
+            for left in combinations(subset, r):
+                right = tuple(n for n in subset if n not in left)
+                if r == len(right) and left > right:
+                    continue
+                if not (_connected(edges, left) and _connected(edges, right)):
+                    continue
+                cost = own + self.new_cost(graph, left)[0] + self.new_cost(graph, right)[0]
+                if best[0] is None or cost < best[0]:
+                    best = (cost, (left, right))
+        return best
+
+    def scalar(self, graph: _Graph) -> int:
+        comps, _ = self.tensor(graph, tuple(range(len(graph.nodes))))
+        return next(iter(comps.values()))
+
+    def times_product(self, i: int, j: int) -> int:
+        index = self._new()
+        self.times.append((i, j, 1, index))
+        return index
+
+
+def _free(graph: _Graph, n: int, subset: Sequence[int]) -> int:
+    outside = (m for m in range(len(graph.nodes)) if m not in subset and m != n)
+    return sum(graph.edges[n][m] for m in outside)
+
+
+def _products(connected: list[tuple[_Graph, np.ndarray]], level: int):
+    """Multisets (>= 2 factors) of connected scalars within level and moment limits.
+
+    The connected scalars are distinct irreducible invariants, so distinct
+    multisets of them are distinct functions.
+    """
+    n = len(connected)
+    sizes = [len(g.nodes) for g, _ in connected]
+    levels = [g.level for g, _ in connected]
+
+    def rec(start: int, chosen: list[int], lev: int, size: int):
+        if len(chosen) >= 2:
+            yield tuple(chosen)
+        for i in range(start, n):
+            if lev + levels[i] <= level and size + sizes[i] <= MAX_MOMENTS_PER_FUNCTION:
+                yield from rec(i, [*chosen, i], lev + levels[i], size + sizes[i])
+
+    yield from rec(0, [], 0, 0)
+
+
+@dataclass
+class MomentBasisTemplate:
+    """The MLIP basis description of one level."""
+
+    alpha_index_basic: np.ndarray
+    alpha_index_times: np.ndarray
+    alpha_moment_mapping: np.ndarray
+    alpha_moments_count: int
+    radial_funcs_count: int
+
+
+@cache
+def moment_basis(level: int) -> MomentBasisTemplate:
+    """Generate the MLIP-format moment basis of ``level`` (cached)."""
+    _validate_level(level)
+    fingerprint = _Fingerprint((level - 2) // 4)
+    connected = _connected_graphs(level, fingerprint)
+    connected.sort(key=lambda gv: (gv[0].level, len(gv[0].nodes), gv[0].nodes))
+    basic_types = sorted({node for g, _ in connected for node in g.nodes})
+    builder = _Builder(basic_types)
+
+    scalar_index: dict[tuple[int, ...], int] = {}
+    for i, (graph, _) in enumerate(connected):
+        scalar_index[(i,)] = builder.scalar(graph)
+    products = sorted(
+        _products(connected, level),
+        key=lambda c: (len(c), sum(connected[i][0].level for i in c), c),
+    )
+    for combo in products:
+        head, rest = scalar_index[combo[:1]], scalar_index[combo[1:]]
+        scalar_index[combo] = builder.times_product(head, rest)
+
+    mapping = np.array(sorted(scalar_index.values()), dtype=np.int32)
+    basic = np.array(builder.basic, dtype=np.int32).reshape(-1, 4)
+    times = np.array(builder.times, dtype=np.int32).reshape(-1, 4)
+    return MomentBasisTemplate(
+        alpha_index_basic=basic,
+        alpha_index_times=times,
+        alpha_moment_mapping=mapping,
+        alpha_moments_count=builder.count,
+        radial_funcs_count=int(basic[:, 0].max()) + 1,
+    )
+
+
+def _validate_level(level: int) -> None:
+    if level not in ALLOWED_LEVELS:
+        msg = (
+            f"level must be an even integer in 2..28 "
+            f"(allowed values: {list(ALLOWED_LEVELS)}), got {level!r}"
+        )
+        raise ValueError(msg)
+
+
+def untrained_mtp(
+    level: int,
+    species: Sequence[int],
+    cutoff: float = 5.0,
+    min_dist: float = 1.5,
+    radial_basis_size: int = 8,
+) -> MTPData:
+    """Return an untrained MTP of ``level`` for ``species`` (atomic numbers)."""
+    _validate_level(level)
+    if cutoff <= min_dist:
+        msg = f"cutoff ({cutoff}) must be larger than min_dist ({min_dist})"
+        raise ValueError(msg)
+    if radial_basis_size < 1:
+        msg = f"radial_basis_size must be >= 1, got {radial_basis_size}"
+        raise ValueError(msg)
+    species = [int(s) for s in species]
+    if not species or len(set(species)) != len(species):
+        msg = f"species must be a non-empty list of distinct atomic numbers, got {species}"
+        raise ValueError(msg)
+    template = moment_basis(level)
+    data = MTPData(
+        version="1.1.0",
+        potential_name=f"MTP_level{level}",
+        radial_basis=BasisData(
+            type="RBChebyshev",
+            min=np.float64(min_dist),
+            max=np.float64(cutoff),
+            size=radial_basis_size,
+        ),
+        radial_funcs_count=template.radial_funcs_count,
+        alpha_moments_count=template.alpha_moments_count,
+        alpha_index_basic_count=len(template.alpha_index_basic),
+        alpha_index_basic=template.alpha_index_basic.copy(),
+        alpha_index_times_count=len(template.alpha_index_times),
+        alpha_index_times=template.alpha_index_times.copy(),
+        alpha_scalar_moments=len(template.alpha_moment_mapping),
+        alpha_moment_mapping=template.alpha_moment_mapping.copy(),
+    )
+    data.species = species
+    data.potential_tag = SPECIES_TAG + ",".join(str(s) for s in species)
+    return data
+
+
+def write_untrained_mtp(path: str | os.PathLike, **kwargs) -> Path:
+    """Write ``untrained_mtp(**kwargs)`` to ``path`` atomically; return the path."""
+    path = Path(path)
+    data = untrained_mtp(**kwargs)
+    write_mtp_atomic(path, data)
+    return path
+
+
+def write_mtp_atomic(path: str | os.PathLike, data: MTPData) -> None:
+    """Write an ``.mtp`` file through a temporary file and a rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_mtp(tmp, data, legacy=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,281 @@
+"""Staged MTP training with motep on the AIMD frames of a HAML run.
+
+Stages: linear least squares (species + moment coefficients), L-BFGS on
+all coefficients including the radial ones, linear least squares again.
+The LLS stages are cheap and exact for the linear parameters, so a short
+L-BFGS in between is enough to adapt the radial functions each cycle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+from motep.calculator import make_calculator
+from motep.potentials.mtp.data import MTPData
+from motep.train.trainer import Trainer
+
+from haml_flows.mtp.basis import untrained_mtp
+from haml_flows.mtp.frames import frame_species
+from haml_flows.mtp.grade import load_potential, potential_text
+
+MIN_DIST_MARGIN = 0.9
+"""min_dist is set this fraction below the shortest distance in the frames."""
+
+RADIAL_FRAMES: int | None = None
+"""Cap on frames in the L-BFGS stage (~0.8 ms per atom and evaluation); None: all."""
+
+
+@dataclass
+class TrainingResult:
+    """Outcome of one training run."""
+
+    potential: str
+    n_frames: int
+    n_train: int
+    n_test: int
+    energy_rmse: float
+    force_rmse: float
+    train_seconds: float
+
+
+def validate_frames(frames: Sequence[Atoms], species: Sequence[int] | None = None) -> None:
+    """Raise ValueError naming the first frame that cannot be trained on."""
+    if not frames:
+        msg = "frames is empty: at least one frame with energy and forces is needed"
+        raise ValueError(msg)
+    allowed = None if species is None else {int(s) for s in species}
+    for i, atoms in enumerate(frames):
+        results = atoms.calc.results if atoms.calc is not None else {}
+        if "energy" not in results and "free_energy" not in results:
+            msg = f"frame {i} has no energy (attach a SinglePointCalculator)"
+            raise ValueError(msg)
+        if "forces" not in results:
+            msg = f"frame {i} has no forces"
+            raise ValueError(msg)
+        energy = results.get("energy", results.get("free_energy"))
+        if not np.isfinite(energy):
+            msg = f"frame {i} has a non-finite energy ({energy})"
+            raise ValueError(msg)
+        if not np.all(np.isfinite(results["forces"])):
+            msg = f"frame {i} has non-finite forces"
+            raise ValueError(msg)
+        if not np.all(np.isfinite(atoms.positions)):
+            msg = f"frame {i} has non-finite positions"
+            raise ValueError(msg)
+        if allowed is not None:
+            extra = {int(z) for z in atoms.numbers} - allowed
+            if extra:
+                msg = (
+                    f"frame {i} has atomic numbers {sorted(extra)} "
+                    f"not in species {sorted(allowed)}"
+                )
+                raise ValueError(msg)
+
+
+def shortest_distance(frames: Sequence[Atoms]) -> float:
+    """Shortest interatomic distance (minimum image) over all frames."""
+    shortest = np.inf
+    for atoms in frames:
+        if len(atoms) < 2:
+            continue
+        d = atoms.get_all_distances(mic=any(atoms.pbc))
+        np.fill_diagonal(d, np.inf)
+        shortest = min(shortest, float(d.min()))
+    return shortest
+
+
+def _prepare(frames: Sequence[Atoms], stride: int) -> list[Atoms]:
+    """Strided, deduplicated copies carrying only the reference results."""
+    if stride < 1:
+        msg = f"stride must be >= 1, got {stride}"
+        raise ValueError(msg)
+    seen: set[bytes] = set()
+    prepared = []
+    for atoms in frames[::stride]:
+        key = b"".join(
+            a.tobytes()
+            for a in (atoms.numbers, atoms.positions.round(10), atoms.cell.array.round(10))
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        results = atoms.calc.results
+        copy_ = atoms.copy()
+        energy = results.get("energy", results.get("free_energy"))
+        keep = {"energy": energy, "forces": results["forces"]}
+        if "stress" in results and copy_.cell.rank == 3 and all(copy_.pbc):
+            keep["stress"] = results["stress"]
+        copy_.calc = SinglePointCalculator(copy_, **keep)
+        prepared.append(copy_)
+    return prepared
+
+
+def _errors(data: MTPData, frames: Sequence[Atoms]) -> tuple[float, float]:
+    """Energy (eV/atom) and force (eV/Angstrom) RMSE of ``data`` on ``frames``."""
+    de, df = [], []
+    for atoms in frames:
+        calc = make_calculator(data, engine="cext", mode="run")
+        target_e = atoms.calc.results["energy"]
+        target_f = atoms.calc.results["forces"]
+        probe = atoms.copy()
+        probe.calc = calc
+        de.append((probe.get_potential_energy() - target_e) / len(atoms))
+        df.append((probe.get_forces() - target_f).ravel())
+    energy_rmse = float(np.sqrt(np.mean(np.square(de))))
+    return energy_rmse, float(np.sqrt(np.mean(np.square(np.concatenate(df)))))
+
+
+LINEAR_STEP = {"method": "LLS", "optimized": ["species_coeffs", "moment_coeffs"]}
+
+
+def _radial_step(iterations: int) -> dict:
+    return {
+        "method": "minimize",
+        "optimized": ["species_coeffs", "moment_coeffs", "radial_coeffs"],
+        "kwargs": {"method": "L-BFGS-B", "options": {"maxiter": iterations}},
+    }
+
+
+def _evenly_spaced(frames: list[Atoms], n: int | None) -> list[Atoms]:
+    """At most ``n`` frames spread over the whole run, always including the last."""
+    if n is None or len(frames) <= n:
+        return frames
+    picks = np.unique(np.round(np.linspace(0, len(frames) - 1, n)).astype(int))
+    return [frames[i] for i in picks]
+
+
+def _initial_data(
+    frames: Sequence[Atoms],
+    previous: str | None,
+    level: int,
+    species: Sequence[int] | None,
+    cutoff: float,
+    min_dist: float | None,
+) -> MTPData:
+    shortest = shortest_distance(frames)
+    if min_dist is None:
+        min_dist = MIN_DIST_MARGIN * shortest if np.isfinite(shortest) else 1.0
+    elif min_dist > shortest:
+        msg = (
+            f"min_dist ({min_dist}) is above the shortest interatomic "
+            f"distance ({shortest:.4f})"
+        )
+        raise ValueError(msg)
+    if previous is None:
+        return untrained_mtp(level, species, cutoff=cutoff, min_dist=min_dist)
+    data = load_potential(previous)
+    if data.species_coeffs is None or data.moment_coeffs is None or data.radial_coeffs is None:
+        msg = "previous potential is not trained (species/moment/radial coefficients missing)"
+        raise ValueError(msg)
+    if [int(s) for s in data.species] != [int(s) for s in species]:
+        msg = (
+            f"species of previous potential {list(data.species)} "
+            f"do not match species {list(species)}"
+        )
+        raise ValueError(msg)
+    data.radial_basis.min = np.float64(min(float(data.radial_basis.min), min_dist))
+    return data
+
+
+def train_mtp(
+    frames: list[Atoms],
+    *,
+    previous: str | None = None,
+    level: int = 12,
+    species: Sequence[int] | None = None,
+    cutoff: float = 5.0,
+    min_dist: float | None = None,
+    holdout_fraction: float = 0.2,
+    energy_weight: float = 1.0,
+    force_weight: float = 0.01,
+    stress_weight: float = 0.001,
+    radial_iterations: int = 50,
+    seed: int = 0,
+    stride: int = 1,
+    radial_frames: int | None = RADIAL_FRAMES,
+) -> TrainingResult:
+    """Train an MTP on ``frames`` (chronological) and score it on the held-out tail.
+
+    ``previous`` (``.mtp`` text) warm-starts from its parameters and keeps its
+    basis; its species must equal ``species``. The last ``holdout_fraction``
+    of the frames is held out; errors are on the training frames if none is.
+    The L-BFGS stage sees at most ``radial_frames`` evenly spaced training
+    frames (``None``: all), which bounds its cost as the data set grows; both
+    linear stages use every training frame.
+    """
+    if not 0.0 <= holdout_fraction < 1.0:
+        msg = f"holdout_fraction must be in [0, 1), got {holdout_fraction}"
+        raise ValueError(msg)
+    validate_frames(frames, species)
+    if species is None:
+        if previous is not None:
+            species = list(load_potential(previous).species)
+        else:
+            species = frame_species(frames)
+        validate_frames(frames, species)
+    species = [int(s) for s in species]
+
+    start = time.perf_counter()
+    prepared = _prepare(frames, stride)
+    n_frames = len(prepared)
+    n_test = int(round(holdout_fraction * n_frames)) if n_frames > 1 else 0
+    n_test = min(n_test, n_frames - 1)
+    train, test = prepared[: n_frames - n_test], prepared[n_frames - n_test :]
+
+    data = _initial_data(prepared, previous, level, species, cutoff, min_dist)
+    loss = {
+        "energy_weight": energy_weight,
+        "forces_weight": force_weight,
+        "stress_weight": stress_weight,
+    }
+    rng = np.random.default_rng(seed)
+    stages = [(train, [LINEAR_STEP])]
+    if radial_iterations > 0:
+        stages += [
+            (_evenly_spaced(train, radial_frames), [_radial_step(radial_iterations)]),
+            (train, [LINEAR_STEP]),
+        ]
+    with (
+        tempfile.TemporaryDirectory(prefix="haml_mtp_") as tmp,
+        contextlib.chdir(tmp),
+        _quiet(),
+    ):
+        for images, steps in stages:
+            trainer = Trainer(data, rng=rng, engine="cext", loss=loss, steps=steps)
+            trainer.train([copy.copy(atoms) for atoms in images])
+    data.optimized = ["species_coeffs", "moment_coeffs", "radial_coeffs"]
+    text = potential_text(data)
+    final = load_potential(text)
+    energy_rmse, force_rmse = _errors(final, test if n_test else train)
+    return TrainingResult(
+        potential=text,
+        n_frames=n_frames,
+        n_train=len(train),
+        n_test=n_test,
+        energy_rmse=energy_rmse,
+        force_rmse=force_rmse,
+        train_seconds=time.perf_counter() - start,
+    )
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence motep's per-step timing prints and INFO logging during training."""
+    logger = logging.getLogger("motep")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)

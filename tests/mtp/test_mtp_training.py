@@ -1,0 +1,110 @@
+"""Staged training: error reduction, reproducibility, warm start, input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from motep.calculator import MTP
+
+from haml_flows.mtp.basis import untrained_mtp
+from haml_flows.mtp.grade import load_potential
+from haml_flows.mtp.training import MIN_DIST_MARGIN, shortest_distance, train_mtp
+
+FAST = {"level": 8, "cutoff": 4.5, "radial_iterations": 5}
+
+
+@pytest.fixture(scope="module")
+def trained(frames):
+    return train_mtp(frames, **FAST)
+
+
+def _force_rmse(data, frames) -> float:
+    diffs = []
+    for atoms in frames:
+        probe = atoms.copy()
+        probe.calc = MTP(data, engine="cext", mode="run")
+        diffs.append(probe.get_forces() - atoms.get_forces())
+    return float(np.sqrt(np.mean(np.square(diffs))))
+
+
+def test_training_reduces_force_error(frames, trained):
+    start = untrained_mtp(8, [13, 29], cutoff=4.5, min_dist=1.5)
+    start.initialize(np.random.default_rng(0))
+    assert trained.n_frames == 12
+    assert (trained.n_train, trained.n_test) == (10, 2)
+    assert trained.force_rmse < 0.5 * _force_rmse(start, frames[10:])
+    assert trained.force_rmse == pytest.approx(_force_rmse(load_potential(trained.potential), frames[10:]), rel=1e-6)
+    assert trained.train_seconds > 0
+
+
+def test_min_dist_below_shortest_distance_with_md_headroom(frames, trained):
+    data = load_potential(trained.potential)
+    assert list(data.species) == [13, 29]
+    shortest = shortest_distance(frames)
+    assert data.radial_basis.min == pytest.approx(MIN_DIST_MARGIN * shortest)
+    assert data.radial_basis.min < shortest
+
+
+def test_same_seed_same_potential(frames, trained):
+    again = train_mtp(frames, **FAST)
+    assert again.potential == trained.potential
+    other = train_mtp(frames, seed=7, **FAST)
+    assert other.potential != trained.potential
+
+
+def test_warm_start_continues_from_previous(frames, trained):
+    warm = train_mtp(frames, previous=trained.potential, **FAST)
+    assert warm.force_rmse < 1.2 * trained.force_rmse
+    no_radial = train_mtp(frames, previous=trained.potential, level=8, cutoff=4.5, radial_iterations=0)
+    start = load_potential(trained.potential)
+    end = load_potential(no_radial.potential)
+    np.testing.assert_array_equal(end.radial_coeffs, start.radial_coeffs)
+
+
+def test_warm_start_with_other_species_is_rejected(frames, trained):
+    with pytest.raises(ValueError, match="species"):
+        train_mtp(frames, previous=trained.potential, species=[13, 29, 3], **FAST)
+
+
+def test_stride_and_duplicates(frames):
+    result = train_mtp(frames + frames[:3], stride=2, holdout_fraction=0.0, level=4, cutoff=4.5, radial_iterations=0)
+    assert result.n_frames == 6  # 8 strided frames, two of them repeats
+    assert result.n_test == 0
+
+
+def test_frame_with_foreign_species_is_named(frames):
+    bad = [f.copy() for f in frames[:4]]
+    for f, g in zip(bad, frames[:4]):
+        f.calc = g.calc
+    bad[2] = frames[2].copy()
+    bad[2].numbers[0] = 3
+    bad[2].calc = frames[2].calc
+    with pytest.raises(ValueError, match=r"frame 2 .*\[3\]"):
+        train_mtp(bad, species=[13, 29], **FAST)
+
+
+@pytest.mark.parametrize("key", ["energy", "forces"])
+def test_nan_labels_are_named(frames, key):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    bad = list(frames[:5])
+    atoms = frames[3].copy()
+    results = dict(frames[3].calc.results)
+    results[key] = np.nan * np.asarray(results[key])
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    bad[3] = atoms
+    with pytest.raises(ValueError, match=f"frame 3 .*{key[:5]}"):
+        train_mtp(bad, **FAST)
+
+
+@pytest.mark.slow
+def test_haml_sized_training_set():
+    """40 frames x 48 atoms at level 12, cold then warm (about 80 s each on 1 core)."""
+    from mtp_test_frames import labelled_frames
+
+    frames = labelled_frames(40, repeat=(2, 2, 3), rattle=0.12)
+    cold = train_mtp(frames, level=12)
+    warm = train_mtp(labelled_frames(40, seed=1, repeat=(2, 2, 3), rattle=0.12), level=12, previous=cold.potential)
+    assert cold.n_test == 8
+    assert cold.force_rmse < 0.6
+    assert warm.force_rmse < 0.6
