@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 console = Console()
+if not console.is_terminal:
+    console = Console(width=160)
 
 
 class _ConsoleHandler(logging.Handler):
