@@ -244,29 +244,9 @@ class HamlMaker(Maker):
             ase_md_kwargs=nose_hoover_kwargs(ref.thermostat_time),
             mb_velocity_seed=ref.seed,
         )
-        mtp = spec.mtp
-        train = MtpTrainMaker(
-            level=mtp.level,
-            cutoff=mtp.cutoff,
-            min_dist=mtp.min_dist,
-            species=mtp.species,
-            radial_iterations=mtp.radial_iterations,
-            holdout_fraction=mtp.holdout_fraction,
-            energy_weight=mtp.energy_weight,
-            force_weight=mtp.force_weight,
-            stress_weight=mtp.stress_weight,
-            seed=mtp.seed,
-        )
-        md = spec.mlpmd
-        mlpmd = MlpMdMaker(
-            time_step=md.time_step,
-            max_steps=md.max_steps,
-            gamma_break=md.gamma_break,
-            gamma_every=md.gamma_every,
-            temperature=md.temperature,
-            thermostat_time=md.thermostat_time,
-            save_interval=md.save_interval,
-        )
+        # the spec sections use the makers' field names
+        train = MtpTrainMaker(**spec.mtp.model_dump())
+        mlpmd = MlpMdMaker(**spec.mlpmd.model_dump())
         opt = spec.optimization
         optimization = (
             GeometryOptimizationMaker(engine=ref.engine, fmax=opt.fmax, steps=opt.steps)
