@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from haml_flows.cli.db import db_app
+from haml_flows.cli.mtp import mtp_app
 from haml_flows.database.server import DatabaseUnavailableError, ensure_database
 from haml_flows.database.stores import make_job_store, make_launchpad
 from haml_flows.queries import cycle_docs, run_summary
@@ -24,6 +25,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(mtp_app, name="mtp")
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)

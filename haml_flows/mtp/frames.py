@@ -19,6 +19,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from motep.io.mlip.cfg import read_cfg
 
 SPECIES_FEATURE = "species"
+GRADE_FEATURE = "MV_grade"
+"""MLIP's feature name for the extrapolation grade of a configuration."""
 
 
 def frame_species(frames: Sequence[Atoms]) -> list[int]:
@@ -57,6 +59,13 @@ def _write_frame(out: io.StringIO, atoms: Atoms, species: list[int]) -> None:
         out.write(" PlusStress:  xx yy zz yz xz xy\n")
         out.write("    " + " ".join(_fmt(x) for x in plus) + "\n")
     out.write(f" Feature   {SPECIES_FEATURE}\t{','.join(str(s) for s in species)}\n")
+    features = {k: v for k, v in atoms.info.items() if isinstance(v, (int, float, str))}
+    if results.get(GRADE_FEATURE) is not None:
+        features[GRADE_FEATURE] = results[GRADE_FEATURE]
+    for key, value in features.items():
+        if key != SPECIES_FEATURE:
+            out.write(f" Feature   {key}\t{value!r}\n" if isinstance(value, float)
+                      else f" Feature   {key}\t{value}\n")
     out.write("END_CFG\n\n")
 
 
@@ -86,6 +95,8 @@ def cfg_to_frames(text: str, species: Sequence[int] | None = None) -> list[Atoms
         stored = atoms.info.pop(SPECIES_FEATURE, None)
         mapping = list(species) if species is not None else _parse_species(stored)
         results = {k: v for k, v in atoms.calc.results.items() if k in all_properties}
+        if GRADE_FEATURE in atoms.calc.results:
+            atoms.info[GRADE_FEATURE] = float(atoms.calc.results[GRADE_FEATURE])
         if mapping is not None:
             atoms.numbers = np.array([mapping[t] for t in atoms.numbers])
         atoms.calc = SinglePointCalculator(atoms, **results)
