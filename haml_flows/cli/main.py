@@ -12,6 +12,7 @@ from rich.table import Table
 
 from haml_flows.cli.db import db_app
 from haml_flows.cli.mtp import mtp_app
+from haml_flows.cli.report import compare_command, report_command
 from haml_flows.database.server import DatabaseUnavailableError, ensure_database
 from haml_flows.database.stores import make_job_store, make_launchpad
 from haml_flows.queries import cycle_docs, run_summary
@@ -26,6 +27,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(mtp_app, name="mtp")
+app.command("report")(report_command)
+app.command("compare")(compare_command)
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)

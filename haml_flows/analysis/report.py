@@ -1,0 +1,607 @@
+"""One streamed pass over a run, then PNG figures, an HTML page and a JSON summary.
+
+``analyze_frames`` reduces any time-ordered stream of frames on the fly:
+temperature and MSD every frame, bond counts and products on at most
+``max_samples`` frames spread evenly in time, RDFs on the frames nearest to
+the chosen times, similarity between the first and the last frame. Only a
+handful of frames are kept (first, last, one per RDF time), so memory stays
+bounded by the largest segment ``run_timeline`` holds.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from haml_flows.analysis.bonds import DEFAULT_CUTOFFS, counts_from_pairs
+from haml_flows.analysis.cost import cost_summary
+from haml_flows.analysis.neighbors import frame_pairs, parse_pair
+from haml_flows.analysis.products import (
+    DEFAULT_PRODUCTS,
+    ProductRule,
+    needed_cutoff,
+    products_from_pairs,
+)
+from haml_flows.analysis.rdf import RdfAccumulator, first_peak
+from haml_flows.analysis.similarity import similarity_details
+from haml_flows.analysis.timeline import Frame, run_timeline, segments
+from haml_flows.analysis.transport import (
+    MsdAccumulator,
+    diffusion_coefficient,
+    nernst_einstein_conductivity,
+)
+
+FIGURES = {
+    "temperature": "temperature.png",
+    "simulated_time": "simulated_time.png",
+    "cost": "cost.png",
+    "bonds": "bonds.png",
+    "products": "products.png",
+    "rdf": "rdf.png",
+    "msd": "msd.png",
+    "similarity": "similarity.png",
+}
+
+
+@dataclass
+class AnalysisOptions:
+    """What to compute; None means the defaults described per field."""
+
+    #: RDF pairs, e.g. [('Li', 'S')]; default: the bond pairs present, plus Li-Li
+    rdf_pairs: list[tuple[str, str]] | None = None
+    #: times (ps) for the RDFs, nearest frame each; default: first and last frame
+    rdf_times_ps: list[float] | None = None
+    rdf_r_max: float = 6.0
+    rdf_bins: int = 120
+    #: bond cutoffs {'P-S': 2.5, ...}; default DEFAULT_CUTOFFS
+    cutoffs: dict[str, float] | None = None
+    products: list[ProductRule] = field(default_factory=lambda: list(DEFAULT_PRODUCTS))
+    #: frames on which bonds and products are evaluated, spread evenly in time
+    max_samples: int = 400
+    msd_species: str = "Li"
+    msd_fit_start: float = 0.1
+
+
+def _copy(frame: Frame) -> Frame:
+    return replace(frame, frac_coords=np.array(frame.frac_coords), _atoms=None)
+
+
+def analyze_frames(
+    frames: Iterable[Frame],
+    options: AnalysisOptions | None = None,
+    total_fs: float | None = None,
+) -> dict:
+    """Reduce a time-ordered stream of frames; returns plain numbers and arrays."""
+    options = options or AnalysisOptions()
+    cutoffs = dict(DEFAULT_CUTOFFS if options.cutoffs is None else options.cutoffs)
+    spacing = (total_fs / options.max_samples) if total_fs else 0.0
+    next_sample = -np.inf
+    first: Frame | None = None
+    last: Frame | None = None
+    last_sampled_time = None
+    temps: list[tuple[float, float, int, str]] = []
+    msd = MsdAccumulator(options.msd_species)
+    samples_t: list[float] = []
+    bond_series: list[dict[str, int]] = []
+    product_series: list[dict[str, dict[str, int]]] = []
+    rdf_targets = [t * 1000.0 for t in (options.rdf_times_ps or [])]
+    rdf_best: list[tuple[float, Frame] | None] = [None] * len(rdf_targets)
+    n_frames = 0
+    pair_cutoff = None
+
+    def sample(frame: Frame) -> None:
+        nonlocal pair_cutoff
+        if pair_cutoff is None:
+            pair_cutoff = max(
+                max(cutoffs.values(), default=0.0),
+                needed_cutoff(options.products, frame.symbols),
+            )
+        pairs = frame_pairs(frame, pair_cutoff)
+        samples_t.append(frame.time_fs)
+        bond_series.append(counts_from_pairs(pairs, cutoffs))
+        product_series.append(products_from_pairs(pairs, options.products))
+
+    for frame in frames:
+        n_frames += 1
+        if first is None:
+            first = _copy(frame)
+        if frame.temperature is not None:
+            temps.append((frame.time_fs, frame.temperature, frame.cycle, frame.stage))
+        msd.add(frame)
+        if frame.time_fs >= next_sample:
+            sample(frame)
+            last_sampled_time = frame.time_fs
+            next_sample = frame.time_fs + spacing
+        for k, target in enumerate(rdf_targets):
+            best = rdf_best[k]
+            dist = abs(frame.time_fs - target)
+            if best is None or dist < best[0]:
+                rdf_best[k] = (dist, _copy(frame))
+        last = frame
+    if first is None:
+        raise ValueError("no frames to analyse")
+    last = _copy(last)
+    if last_sampled_time != last.time_fs:
+        sample(last)
+
+    # RDFs
+    symbols = set(first.symbols)
+    if options.rdf_pairs:
+        pairs = [tuple(p) for p in options.rdf_pairs]
+    else:
+        pairs = [parse_pair(k) for k in cutoffs if set(parse_pair(k)) <= symbols]
+        if "Li" in symbols:
+            pairs.append(("Li", "Li"))
+    rdf_frames = (
+        [b[1] for b in rdf_best] if rdf_targets else ([first, last] if n_frames > 1 else [first])
+    )
+    rdfs = []
+    for frame in rdf_frames:
+        acc = RdfAccumulator(pairs, options.rdf_r_max, options.rdf_bins)
+        acc.add(frame)
+        result = acc.result()
+        rdfs.append(
+            {
+                "time_ps": frame.time_ps,
+                "g": result,
+                "first_peak": {k: first_peak(acc.r, g) for k, g in result.items()},
+            }
+        )
+    rdf_r = acc.r
+
+    t_msd, y_msd = msd.result()
+    d_cm2, slope, intercept = diffusion_coefficient(t_msd, y_msd, options.msd_fit_start)
+    mean_t = float(np.mean([t[1] for t in temps])) if temps else float("nan")
+    sigma = nernst_einstein_conductivity(d_cm2, msd.n_ions, msd.volume or 0.0, mean_t)
+    sim = similarity_details(first, last)
+
+    bonds_initial, bonds_final = bond_series[0], bond_series[-1]
+    prod_initial = {k: v["units"] for k, v in product_series[0].items()}
+    prod_final = {k: v["units"] for k, v in product_series[-1].items()}
+    return {
+        "n_frames": n_frames,
+        "n_samples": len(samples_t),
+        "first_time_ps": first.time_ps,
+        "last_time_ps": last.time_ps,
+        "formula": last.to_structure().composition.reduced_formula,
+        "n_atoms": len(last.symbols),
+        "temperature": {
+            "time_ps": [t[0] / 1000 for t in temps],
+            "T": [t[1] for t in temps],
+            "cycle": [t[2] for t in temps],
+            "stage": [t[3] for t in temps],
+            "mean": mean_t,
+        },
+        "samples_time_ps": [t / 1000 for t in samples_t],
+        "bonds": {
+            "cutoffs": cutoffs,
+            "series": {k: [b[k] for b in bond_series] for k in cutoffs},
+            "initial": bonds_initial,
+            "final": bonds_final,
+            "change": {k: bonds_final[k] - bonds_initial[k] for k in cutoffs},
+        },
+        "products": {
+            "rules": [rule.__dict__ for rule in options.products],
+            "series": {k: [p[k]["units"] for p in product_series] for k in prod_initial},
+            "clusters_final": {k: v["clusters"] for k, v in product_series[-1].items()},
+            "initial": prod_initial,
+            "final": prod_final,
+            "formed": {k: prod_final[k] - prod_initial[k] for k in prod_initial},
+        },
+        "rdf": {"r": rdf_r, "pairs": [f"{a}-{b}" for a, b in pairs], "frames": rdfs},
+        "similarity": sim,
+        "msd": {
+            "species": options.msd_species,
+            "time_ps": t_msd / 1000,
+            "msd_A2": y_msd,
+            "fit_slope_A2_per_fs": slope,
+            "fit_intercept_A2": intercept,
+            "fit_start_fraction": options.msd_fit_start,
+            "n_ions": msd.n_ions,
+            "volume_A3": msd.volume,
+            "diffusion_cm2_s": d_cm2,
+            "conductivity_S_cm": sigma,
+            "conductivity_temperature_K": mean_t,
+        },
+    }
+
+
+def analyze_run(store, run_id: str, options: AnalysisOptions | None = None) -> dict:
+    """Stream a stored run once and add its cost and cycle timing."""
+    from haml_flows.queries import cycle_docs, run_doc
+
+    docs = cycle_docs(store, run_id)
+    if not docs:
+        raise KeyError(f"no cycles stored for run {run_id!r}")
+    run = run_doc(store, run_id)
+    segs = segments(store, run_id, docs)
+    result = analyze_frames(
+        run_timeline(store, run_id, segment_list=segs), options, docs[-1].cumulative_fs
+    )
+    result["run_id"] = run_id
+    result["name"] = run.name if run else run_id
+    result["cost"] = cost_summary(docs, run)
+    result["cycles"] = {
+        "cycle": [d.cycle for d in docs],
+        "cumulative_ps": [d.cumulative_ps for d in docs],
+        "aimd_fs": [d.aimd_fs for d in docs],
+        "mlpmd_fs": [d.mlpmd_fs for d in docs],
+        "stop_reason": [d.stop_reason for d in docs],
+    }
+    result["segments"] = [s.__dict__ for s in segs]
+    return result
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _mark_cycles(ax, segs: list[dict]) -> None:
+    """Cycle starts as dashed lines, AIMD segments shaded."""
+    for s in segs:
+        if s["stage"] == "aimd":
+            ax.axvspan(s["start_fs"] / 1000, s["end_fs"] / 1000, color="tab:orange",
+                       alpha=0.12, lw=0)
+            ax.axvline(s["start_fs"] / 1000, color="grey", ls="--", lw=0.7)
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
+def write_figures(result: dict, out_dir: Path) -> dict[str, str]:
+    """All figures of one run; returns {key: file name}."""
+    plt = _plt()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    segs = result.get("segments", [])
+    written = {}
+
+    # temperature
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    temp = result["temperature"]
+    t = np.asarray(temp["time_ps"])
+    T = np.asarray(temp["T"])
+    stage = np.asarray(temp["stage"])
+    for name, colour, label in (("aimd", "tab:orange", "AIMD"), ("mlpmd", "tab:blue", "MLP-MD"),
+                                ("static", "k", "frames")):
+        m = stage == name
+        if m.any():
+            ax.plot(t[m], T[m], ".", ms=3, color=colour, label=label)
+    if len(t):
+        ax.plot(t, T, "-", lw=0.5, color="grey", alpha=0.6)
+    _mark_cycles(ax, segs)
+    ax.set_xlabel("simulated time (ps)")
+    ax.set_ylabel("temperature (K)")
+    ax.set_title("Temperature; dashed lines: cycle starts, shaded: AIMD")
+    ax.legend(loc="best", fontsize=8)
+    _save(fig, out_dir / FIGURES["temperature"])
+    written["temperature"] = FIGURES["temperature"]
+
+    # simulated time vs cycle
+    cyc = result.get("cycles")
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    if cyc:
+        ax.plot(cyc["cycle"], cyc["cumulative_ps"], "o-")
+        ax.set_xticks(cyc["cycle"])
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("simulated time (ps)")
+    ax.set_title("Simulated time vs cycle")
+    _save(fig, out_dir / FIGURES["simulated_time"])
+    written["simulated_time"] = FIGURES["simulated_time"]
+
+    # cost
+    cost = result.get("cost")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.6))
+    if cost:
+        vals = [cost["haml_cpu_h_per_ps"] or 0.0, cost["aimd_cpu_h_per_ps"] or 0.0]
+        ax1.bar(["HAML", "AIMD"], vals, color=["tab:blue", "tab:orange"])
+        ax1.set_ylabel("CPU hours per simulated ps")
+        sp = cost["speedup"]
+        ax1.set_title(f"Cost; speed-up {sp:.1f}x" if sp else "Cost")
+        stages = ["aimd", "training", "mlpmd"]
+        ax2.bar(stages, [cost["cpu_s"][s] for s in stages],
+                color=["tab:orange", "tab:green", "tab:blue"])
+        ax2.set_ylabel("CPU seconds")
+        ax2.set_title("CPU time per stage")
+    _save(fig, out_dir / FIGURES["cost"])
+    written["cost"] = FIGURES["cost"]
+
+    # bonds
+    ts = result["samples_time_ps"]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for key, series in result["bonds"]["series"].items():
+        if any(series):
+            ax.plot(ts, series, "-", label=key)
+    _mark_cycles(ax, segs)
+    ax.set_xlabel("simulated time (ps)")
+    ax.set_ylabel("bond count")
+    ax.set_title("Bond counts")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, ncol=2)
+    _save(fig, out_dir / FIGURES["bonds"])
+    written["bonds"] = FIGURES["bonds"]
+
+    # products
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for key, series in result["products"]["series"].items():
+        if any(series):
+            ax.plot(ts, series, "-", label=key)
+    _mark_cycles(ax, segs)
+    ax.set_xlabel("simulated time (ps)")
+    ax.set_ylabel("formula units")
+    ax.set_title("Reaction products (anions coordinated only by Li)")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, ncol=2)
+    _save(fig, out_dir / FIGURES["products"])
+    written["products"] = FIGURES["products"]
+
+    # RDF
+    rdf = result["rdf"]
+    n = max(len(rdf["pairs"]), 1)
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False)
+    for k, key in enumerate(rdf["pairs"]):
+        ax = axes[k // cols][k % cols]
+        for fr in rdf["frames"]:
+            ax.plot(rdf["r"], fr["g"][key], lw=1, label=f"{fr['time_ps']:.3g} ps")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("r (Å)", fontsize=8)
+        ax.set_ylabel("g(r)", fontsize=8)
+        ax.legend(fontsize=7)
+    for k in range(len(rdf["pairs"]), rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    _save(fig, out_dir / FIGURES["rdf"])
+    written["rdf"] = FIGURES["rdf"]
+
+    # MSD
+    msd = result["msd"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    tm = np.asarray(msd["time_ps"])
+    ax.plot(tm, msd["msd_A2"], "-", label=f"{msd['species']} MSD")
+    if np.isfinite(msd["fit_slope_A2_per_fs"]):
+        ax.plot(tm, msd["fit_slope_A2_per_fs"] * tm * 1000 + msd["fit_intercept_A2"],
+                "--", label=f"fit: D = {msd['diffusion_cm2_s']:.3g} cm²/s")
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("MSD (Å²)")
+    ax.set_title("Mean-square displacement")
+    ax.legend(fontsize=8)
+    _save(fig, out_dir / FIGURES["msd"])
+    written["msd"] = FIGURES["msd"]
+
+    # similarity
+    sim = result["similarity"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    labels = ["all"] + list(sim["per_species"])
+    values = [sim["similarity"]] + list(sim["per_species"].values())
+    ax.bar(labels, values, color=["k"] + ["tab:blue"] * (len(labels) - 1))
+    ax.set_ylim(min(values + [1.0]) - 0.05 if values else 0, 1.0)
+    ax.set_ylabel("similarity (initial vs final)")
+    ax.set_title(f"Structure similarity {sim['similarity']:.4f}")
+    _save(fig, out_dir / FIGURES["similarity"])
+    written["similarity"] = FIGURES["similarity"]
+    return written
+
+
+# ---------------------------------------------------------------- summary, HTML
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.floating, float)):
+        v = float(value)
+        return v if np.isfinite(v) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def summary_of(result: dict, figures: dict[str, str] | None = None) -> dict:
+    """The small, script-readable summary (no per-frame series)."""
+    cost = result.get("cost") or {}
+    return _jsonable(
+        {
+            "run_id": result.get("run_id"),
+            "name": result.get("name"),
+            "formula": result["formula"],
+            "n_atoms": result["n_atoms"],
+            "cycles": cost.get("cycles"),
+            "n_frames": result["n_frames"],
+            "n_samples": result["n_samples"],
+            "simulated_ps": cost.get("total_ps", result["last_time_ps"]),
+            "cost": cost,
+            "similarity": result["similarity"],
+            "bonds": {k: result["bonds"][k] for k in ("cutoffs", "initial", "final", "change")},
+            "products": {
+                k: result["products"][k]
+                for k in ("initial", "final", "formed", "clusters_final")
+            },
+            "rdf_first_peaks": {
+                f"{fr['time_ps']:.6g} ps": fr["first_peak"] for fr in result["rdf"]["frames"]
+            },
+            "temperature_mean_K": result["temperature"]["mean"],
+            "msd": {k: v for k, v in result["msd"].items() if k not in ("time_ps", "msd_A2")},
+            "figures": figures or {},
+        }
+    )
+
+
+def _fmt(value, spec=".4g") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return format(value, spec)
+    return str(value)
+
+
+def summary_rows(summary: dict) -> list[tuple[str, str]]:
+    cost = summary.get("cost") or {}
+    msd = summary["msd"]
+    rows = [
+        ("run", _fmt(summary.get("run_id"))),
+        ("system", f"{summary['formula']} ({summary['n_atoms']} atoms)"),
+        ("cycles", _fmt(summary.get("cycles"))),
+        ("simulated time (ps)", _fmt(summary.get("simulated_ps"))),
+        ("frames streamed / sampled", f"{summary['n_frames']} / {summary['n_samples']}"),
+        ("HAML cost (CPU h / ps)", _fmt(cost.get("haml_cpu_h_per_ps"))),
+        ("AIMD cost (CPU h / ps)", _fmt(cost.get("aimd_cpu_h_per_ps"))),
+        ("speed-up", _fmt(cost.get("speedup"), ".3g")),
+        ("similarity initial vs final", _fmt(summary["similarity"]["similarity"], ".4f")),
+        ("mean temperature (K)", _fmt(summary.get("temperature_mean_K"), ".1f")),
+        (f"{msd['species']} diffusion (cm²/s)", _fmt(msd.get("diffusion_cm2_s"))),
+        ("Nernst–Einstein σ (S/cm)", _fmt(msd.get("conductivity_S_cm"))),
+    ]
+    for key, change in summary["bonds"]["change"].items():
+        if summary["bonds"]["initial"][key] or summary["bonds"]["final"][key]:
+            rows.append(
+                (f"{key} bonds (initial → final)",
+                 f"{summary['bonds']['initial'][key]} → {summary['bonds']['final'][key]}"
+                 f" ({change:+d})")
+            )
+    for key, formed in summary["products"]["formed"].items():
+        if summary["products"]["initial"][key] or summary["products"]["final"][key]:
+            rows.append(
+                (f"{key} units (initial → final)",
+                 f"{summary['products']['initial'][key]} → {summary['products']['final'][key]}"
+                 f" ({formed:+d})")
+            )
+    return rows
+
+
+def write_html(summary: dict, figures: dict[str, str], path: Path) -> None:
+    title = f"HAML report {summary.get('run_id') or ''}"
+    rows = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+        for k, v in summary_rows(summary)
+    )
+    imgs = "\n".join(
+        f'<figure><img src="{html.escape(name)}" alt="{html.escape(key)}">'
+        f"<figcaption>{html.escape(key.replace('_', ' '))}</figcaption></figure>"
+        for key, name in figures.items()
+    )
+    path.write_text(
+        f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
+th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
+figure{{display:inline-block;margin:1em}}img{{max-width:720px}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<p>Similarity: {html.escape(summary['similarity']['method'])}.
+Machine-readable numbers: <a href="summary.json">summary.json</a>.</p>
+<table>{rows}</table>
+{imgs}
+</body></html>
+""",
+        encoding="utf-8",
+    )
+
+
+def write_report(result: dict, out_dir: Path) -> dict:
+    """Figures, index.html, summary.json and series.json; returns the summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(result, out_dir)
+    summary = summary_of(result, figures)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    series = {
+        "samples_time_ps": result["samples_time_ps"],
+        "bonds": result["bonds"]["series"],
+        "products": result["products"]["series"],
+        "rdf": result["rdf"],
+    }
+    (out_dir / "series.json").write_text(json.dumps(_jsonable(series)))
+    write_html(summary, figures, out_dir / "index.html")
+    return summary
+
+
+def build_report(
+    store, run_id: str, out_dir: Path, options: AnalysisOptions | None = None
+) -> dict:
+    """Analyse a stored run and write its report; returns the summary."""
+    return write_report(analyze_run(store, run_id, options), Path(out_dir))
+
+
+# ---------------------------------------------------------------- compare
+
+
+def compare_summaries(summaries: list[dict], out_dir: Path | None = None) -> dict:
+    """Side by side: similarity, bond-count changes, cost (PNG + JSON)."""
+    labels = [s.get("run_id") or s.get("name") or str(i) for i, s in enumerate(summaries)]
+    keys = sorted({k for s in summaries for k, v in s["bonds"]["change"].items()
+                   if v or s["bonds"]["initial"][k]})
+    table = {
+        "runs": labels,
+        "similarity": [s["similarity"]["similarity"] for s in summaries],
+        "bond_change": {k: [s["bonds"]["change"].get(k, 0) for s in summaries] for k in keys},
+        "products_formed": {
+            k: [s["products"]["formed"].get(k, 0) for s in summaries]
+            for k in sorted({k for s in summaries for k in s["products"]["formed"]})
+        },
+        "haml_cpu_h_per_ps": [s["cost"].get("haml_cpu_h_per_ps") for s in summaries],
+        "aimd_cpu_h_per_ps": [s["cost"].get("aimd_cpu_h_per_ps") for s in summaries],
+        "speedup": [s["cost"].get("speedup") for s in summaries],
+        "simulated_ps": [s.get("simulated_ps") for s in summaries],
+        "reaction_rank": [labels[i] for i in np.argsort(
+            [s["similarity"]["similarity"] for s in summaries], kind="stable")],
+    }
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        plt = _plt()
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+        x = np.arange(len(labels))
+        axes[0].bar(x, table["similarity"], color="tab:blue")
+        low = min(table["similarity"] + [1.0])
+        axes[0].set_ylim(max(0.0, low - 0.05), 1.0)
+        axes[0].set_title("similarity initial vs final\n(lower = stronger reaction)")
+        width = 0.8 / max(len(labels), 1)
+        for i, lab in enumerate(labels):
+            axes[1].bar(np.arange(len(keys)) + i * width,
+                        [table["bond_change"][k][i] for k in keys], width, label=lab)
+        axes[1].set_xticks(np.arange(len(keys)) + width * (len(labels) - 1) / 2)
+        axes[1].set_xticklabels(keys, rotation=30)
+        axes[1].axhline(0, color="k", lw=0.6)
+        axes[1].set_title("bond-count change (final - initial)")
+        axes[1].legend(fontsize=7)
+        haml = [v or 0.0 for v in table["haml_cpu_h_per_ps"]]
+        aimd = [v or 0.0 for v in table["aimd_cpu_h_per_ps"]]
+        axes[2].bar(x - 0.2, haml, 0.4, label="HAML")
+        axes[2].bar(x + 0.2, aimd, 0.4, label="AIMD")
+        axes[2].set_ylabel("CPU h / ps")
+        axes[2].set_title("cost per simulated ps")
+        axes[2].legend(fontsize=7)
+        for ax in (axes[0], axes[2]):
+            ax.set_xticks(x)
+            ax.set_xticklabels(labels, rotation=20, fontsize=7)
+        _save(fig, out_dir / "compare.png")
+        table["figure"] = "compare.png"
+        (out_dir / "compare.json").write_text(json.dumps(_jsonable(table), indent=2))
+    return _jsonable(table)
+
+
+def compare_runs(
+    store, run_ids: list[str], out_dir: Path | None = None,
+    options: AnalysisOptions | None = None,
+) -> dict:
+    summaries = [summary_of(analyze_run(store, r, options)) for r in run_ids]
+    return compare_summaries(summaries, out_dir)

@@ -1,0 +1,135 @@
+"""``haml report`` and ``haml compare``: figures, HTML and JSON from a stored run.
+
+Wire into the main app with either
+
+    from haml_flows.cli.report import compare_command, report_command
+    app.command("report")(report_command)
+    app.command("compare")(compare_command)
+
+``report_app`` is a stand-alone Typer app with the same two commands (for
+``python -m`` use and tests); adding it with ``app.add_typer`` would nest
+them under a sub-command name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+if not console.is_terminal:
+    console = Console(width=160)
+
+
+def _store():
+    from haml_flows.database.server import DatabaseUnavailableError, ensure_database
+    from haml_flows.database.stores import make_job_store
+    from haml_flows.settings import HamlSettings
+
+    settings = HamlSettings()
+    try:
+        ensure_database(settings)
+    except DatabaseUnavailableError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    store = make_job_store(settings)
+    store.connect()
+    return store
+
+
+def _options(pairs: list[str] | None, times: list[float] | None, max_samples: int):
+    from haml_flows.analysis.neighbors import parse_pair
+    from haml_flows.analysis.report import AnalysisOptions
+
+    try:
+        rdf_pairs = [parse_pair(p) for p in pairs] if pairs else None
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from None
+    return AnalysisOptions(
+        rdf_pairs=rdf_pairs, rdf_times_ps=times or None, max_samples=max_samples
+    )
+
+
+def report_command(
+    run_id: str = typer.Argument(..., help="Run id printed by 'haml run'."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Directory for the report (default report-RUN_ID)."
+    ),
+    rdf_pair: list[str] = typer.Option(
+        None, "--rdf-pair", help="RDF pair such as Li-S (repeatable); default: bond pairs."
+    ),
+    rdf_time: list[float] = typer.Option(
+        None, "--rdf-time", help="Time in ps for the RDFs (repeatable); default: first and last."
+    ),
+    max_samples: int = typer.Option(
+        400, help="Frames (spread in time) on which bonds and products are counted."
+    ),
+) -> None:
+    """Write PNG figures, index.html and summary.json for a stored run."""
+    from haml_flows.analysis.report import build_report, summary_rows
+
+    store = _store()
+    out = output or Path(f"report-{run_id}")
+    try:
+        summary = build_report(store, run_id, out, _options(rdf_pair, rdf_time, max_samples))
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(code=1) from None
+    table = Table(title=f"report {run_id}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in summary_rows(summary):
+        table.add_row(key, value)
+    console.print(table)
+    console.print(f"wrote {out / 'index.html'}, {out / 'summary.json'} and "
+                  f"{len(summary['figures'])} figures")
+
+
+def compare_command(
+    run_ids: list[str] = typer.Argument(..., help="Run ids to put side by side."),
+    output: Path = typer.Option(
+        Path("compare"), "--output", "-o", help="Directory for compare.png and compare.json."
+    ),
+    max_samples: int = typer.Option(
+        400, help="Frames (spread in time) on which bonds are counted."
+    ),
+) -> None:
+    """Side by side: similarity, bond-count changes, products and cost."""
+    from haml_flows.analysis.report import compare_runs
+
+    store = _store()
+    try:
+        table_data = compare_runs(store, run_ids, output, _options(None, None, max_samples))
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(code=1) from None
+    table = Table(title="comparison", caption="similarity: 1 = unchanged interface")
+    table.add_column("quantity")
+    for run in table_data["runs"]:
+        table.add_column(run, justify="right")
+
+    def fmt(v, spec=".4g"):
+        return "–" if v is None else (format(v, spec) if isinstance(v, float) else str(v))
+
+    table.add_row("similarity", *[fmt(v, ".4f") for v in table_data["similarity"]])
+    table.add_row("simulated ps", *[fmt(v) for v in table_data["simulated_ps"]])
+    table.add_row("HAML CPU h/ps", *[fmt(v) for v in table_data["haml_cpu_h_per_ps"]])
+    table.add_row("AIMD CPU h/ps", *[fmt(v) for v in table_data["aimd_cpu_h_per_ps"]])
+    table.add_row("speed-up", *[fmt(v, ".3g") for v in table_data["speedup"]])
+    for key, values in table_data["bond_change"].items():
+        table.add_row(f"Δ {key} bonds", *[f"{v:+d}" for v in values])
+    for key, values in table_data["products_formed"].items():
+        if any(values):
+            table.add_row(f"{key} formed", *[f"{v:+d}" for v in values])
+    console.print(table)
+    console.print(f"wrote {output / 'compare.png'} and {output / 'compare.json'}")
+
+
+report_app = typer.Typer(help="Reports from stored HAML runs.", no_args_is_help=True,
+                         add_completion=False)
+report_app.command("report")(report_command)
+report_app.command("compare")(compare_command)
