@@ -110,4 +110,13 @@ def li_lpsc_mini(li_layers: int = 4, gap: float = 2.4) -> Structure:
     )
 
 
-BUILDERS = {"li_lpsc_mini": li_lpsc_mini}
+from haml_flows.builders.doping import doped_li6ps5cl  # noqa: E402
+from haml_flows.builders.electrolyte import li_lifsi_dme  # noqa: E402
+from haml_flows.builders.interfaces import li_lpsc  # noqa: E402
+
+BUILDERS = {
+    "li_lpsc_mini": li_lpsc_mini,
+    "li6ps5cl": doped_li6ps5cl,
+    "li_lpsc": li_lpsc,
+    "li_lifsi_dme": li_lifsi_dme,
+}

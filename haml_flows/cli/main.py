@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from haml_flows.cli.build import build_app
 from haml_flows.cli.db import db_app
 from haml_flows.cli.mtp import mtp_app
 from haml_flows.cli.report import compare_command, report_command
@@ -26,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(build_app, name="build")
 app.add_typer(mtp_app, name="mtp")
 app.command("report")(report_command)
 app.command("compare")(compare_command)

@@ -1,0 +1,100 @@
+"""``haml build``: the paper's interface models from the command line."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+build_app = typer.Typer(
+    help="Build interface models: Li | Li6PS5Cl (doped) and Li | LiFSI + DME.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+
+def _write(structure, output: Path | None) -> None:
+    if output is not None:
+        structure.to(filename=str(output))
+        console.print(f"wrote {output}")
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+@build_app.command("li-lpsc")
+def build_li_lpsc(
+    atoms: int = typer.Option(112, help="Target number of atoms."),
+    facet: str = typer.Option("100", help="Li facet: 100, 110, 111 or auto."),
+    max_mismatch: float = typer.Option(0.04, help="Largest lattice mismatch (fraction)."),
+    dopant: str | None = typer.Option(None, help="Se, O or F."),
+    concentration: float = typer.Option(0.25, help="Fraction of the host family doped."),
+    host: str | None = typer.Option(None, help="S_4d, S_16e or Cl_4a (default per dopant)."),
+    site_rule: str = typer.Option("interface", help="interface, wyckoff or random."),
+    seed: int = typer.Option(0, help="Seed of the 'random' site rule."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Structure file (CIF, POSCAR, ...)."),
+) -> None:
+    """Li | Li6PS5Cl(001), coherent, optionally doped."""
+    from haml_flows.builders.interfaces import li_lpsc
+
+    warnings.filterwarnings("ignore")
+    try:
+        structure = li_lpsc(
+            atoms=atoms, li_facet=facet, max_mismatch=max_mismatch, dopant=dopant,
+            concentration=concentration, host=host, site_rule=site_rule, seed=seed,
+        )
+    except ValueError as exc:
+        _fail(exc)
+    p = structure.properties
+    console.print(f"composition: {structure.composition.formula}", highlight=False)
+    console.print(
+        f"atoms: {len(structure)} ({p['lpsc_atoms']} LPSC + {p['li_atoms']} Li)  "
+        f"Li({p['facet']}) | LPSC(001)  mismatch: {100 * p['mismatch']:.2f} %  "
+        f"von Mises strain: {100 * p['von_mises_strain']:.2f} %",
+        highlight=False,
+    )
+    if "doping" in p:
+        d = p["doping"]
+        console.print(
+            f"doping: {d['dopant']} on {d['host']} at {d['concentration']:g} "
+            f"({d['site_rule']}), sites {d['sites']}, Li vacancies {d['li_vacancies']}",
+            highlight=False,
+        )
+    _write(structure, output)
+
+
+@build_app.command("li-lifsi-dme")
+def build_li_lifsi_dme(
+    molarity: float = typer.Option(1.0, help="LiFSI, mol per litre of solution."),
+    density: float = typer.Option(1.0, help="Solution density, g/cm3."),
+    lifsi: int = typer.Option(1, help="Number of LiFSI ion pairs."),
+    supercell: int = typer.Option(3, help="Li slab surface cell repeated n x n."),
+    facet: str = typer.Option("100", help="Li facet: 100 or 110."),
+    min_distance: float = typer.Option(1.8, help="Minimum distance between molecules, A."),
+    seed: int = typer.Option(1, help="Packmol seed."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="Structure file."),
+) -> None:
+    """Li | LiFSI + DME, packed with Packmol."""
+    from haml_flows.builders.electrolyte import li_lifsi_dme
+
+    try:
+        structure = li_lifsi_dme(
+            molarity=molarity, density=density, lifsi=lifsi, li_facet=facet,
+            li_supercell=supercell, min_distance=min_distance, seed=seed,
+        )
+    except (ValueError, RuntimeError) as exc:
+        _fail(exc)
+    p = structure.properties
+    console.print(f"composition: {structure.composition.formula}", highlight=False)
+    console.print(
+        f"atoms: {len(structure)} ({p['li_slab_atoms']} Li slab + {p['lifsi']} LiFSI + "
+        f"{p['dme']} DME)  liquid height: {p['liquid_height']:.1f} A  cell: "
+        + " x ".join(f"{x:.2f}" for x in structure.lattice.abc),
+        highlight=False,
+    )
+    _write(structure, output)

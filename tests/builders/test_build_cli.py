@@ -1,0 +1,45 @@
+"""``haml build li-lpsc`` and ``haml build li-lifsi-dme``."""
+
+import pytest
+from pymatgen.core import Structure
+from typer.testing import CliRunner
+
+from haml_flows.builders.electrolyte import packmol_available
+from haml_flows.cli.build import build_app
+
+runner = CliRunner()
+
+
+def test_li_lpsc_se(tmp_path):
+    out = tmp_path / "x.cif"
+    result = runner.invoke(
+        build_app,
+        ["li-lpsc", "--dopant", "Se", "--concentration", "0.25", "--atoms", "112", "-o", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "composition: Li80 P4 Se1 S19 Cl4" in result.output
+    assert "atoms: 108" in result.output and "mismatch: 1.24 %" in result.output
+    assert len(Structure.from_file(out)) == 108
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dopant", "Se", "--concentration", "0.3"], "closest feasible concentration is 0.25"),
+        (["--dopant", "Te"], "unknown dopant 'Te'"),
+        (["--max-mismatch", "0.005"], "closest feasible choice"),
+    ],
+)
+def test_li_lpsc_bad_input(args, message):
+    result = runner.invoke(build_app, ["li-lpsc", *args])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+
+
+@pytest.mark.skipif(not packmol_available(), reason="packmol not on PATH")
+def test_li_lifsi_dme(tmp_path):
+    out = tmp_path / "l.cif"
+    result = runner.invoke(build_app, ["li-lifsi-dme", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "atoms: 190 (36 Li slab + 1 LiFSI + 9 DME)" in result.output
+    assert len(Structure.from_file(out)) == 190
