@@ -59,7 +59,9 @@ class HamlSettings(BaseSettings):
         3000, description="How long a client waits for the database to answer."
     )
     MLP_CMD: str | None = Field(
-        None, description="MLIP `mlp` executable; None uses motep."
+        None,
+        description="MLIP `mlp` command (e.g. 'mpirun -n 4 mlp'); None uses motep; "
+        "'>>mlp_cmd<<' reads env.mlp_cmd of the worker's my_fworker.yaml.",
     )
 
     @model_validator(mode="before")

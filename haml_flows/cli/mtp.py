@@ -68,11 +68,16 @@ def grade(
     inputs: Path = typer.Argument(..., help="Configurations to grade (.cfg)."),
     output: Path = typer.Argument(..., help="Output .cfg with the MV_grade feature."),
 ) -> None:
-    """Grade configurations as MLIP's calc-grade does (MaxVol, neighbourhoods)."""
+    """Grade configurations as MLIP's calc-grade does (MaxVol, neighbourhoods).
+
+    With an ``mlp`` command configured (HAML_MLP_CMD) MLIP's own
+    ``mlp calc-grade`` computes the grades; otherwise motep does.
+    """
     from ase.calculators.singlepoint import SinglePointCalculator
 
     from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
     from haml_flows.mtp.grade import ActiveSet, load_potential, mtp_calculator
+    from haml_flows.mtp.mlip_binary import calc_grade_with_mlp, configured_mlp_cmd
 
     for path in (potential, training, inputs):
         if not path.exists():
@@ -85,14 +90,26 @@ def grade(
         has_species = "Feature   species" in text
         return cfg_to_frames(text, species=None if has_species else list(data.species))
 
-    active_set = ActiveSet.from_training(pot_text, read(training))
-    graded = []
-    for atoms in read(inputs):
-        results = dict(atoms.calc.results)
-        atoms.calc = mtp_calculator(pot_text, active_set)
-        atoms.info["MV_grade"] = active_set.gamma(atoms)
-        atoms.calc = SinglePointCalculator(atoms, **results)
-        graded.append(atoms)
+    mlp_cmd = configured_mlp_cmd()
+    if mlp_cmd is not None:
+        graded = read(inputs)
+        try:
+            grades = calc_grade_with_mlp(
+                pot_text, read(training), graded, mlp_cmd, species=list(data.species)
+            )
+        except RuntimeError as exc:
+            _fail(str(exc))
+        for atoms, value in zip(graded, grades):
+            atoms.info["MV_grade"] = value
+    else:
+        active_set = ActiveSet.from_training(pot_text, read(training))
+        graded = []
+        for atoms in read(inputs):
+            results = dict(atoms.calc.results)
+            atoms.calc = mtp_calculator(pot_text, active_set)
+            atoms.info["MV_grade"] = active_set.gamma(atoms)
+            atoms.calc = SinglePointCalculator(atoms, **results)
+            graded.append(atoms)
     _write_atomic(output, frames_to_cfg(graded, species=list(data.species)))
     grades = [a.info["MV_grade"] for a in graded]
     typer.echo(

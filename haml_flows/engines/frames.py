@@ -6,6 +6,7 @@ units (Angstrom per ASE time unit), which is what atomate2's ASE makers read.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -77,15 +78,21 @@ class CostMeter:
         self.cost = StageCost(wall_seconds=0.0, cpu_seconds=0.0)
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished child processes (mlp, ...)."""
+    times = os.times()
+    return time.process_time() + times.children_user + times.children_system
+
+
 @contextmanager
 def measure_cost() -> Iterator[CostMeter]:
     """Measure the wall and CPU time of the enclosed block."""
     meter = CostMeter()
-    wall, cpu = time.perf_counter(), time.process_time()
+    wall, cpu = time.perf_counter(), _cpu_seconds()
     try:
         yield meter
     finally:
         meter.cost = StageCost(
             wall_seconds=time.perf_counter() - wall,
-            cpu_seconds=time.process_time() - cpu,
+            cpu_seconds=_cpu_seconds() - cpu,
         )

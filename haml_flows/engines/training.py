@@ -1,4 +1,4 @@
-"""MTP training seam: motep on all reference frames gathered so far."""
+"""MTP training seam: motep (or MLIP's ``mlp train``) on all reference frames so far."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.frames import measure_cost, trajectory_frames
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
+from haml_flows.mtp.mlip_binary import resolve_mlp_cmd, train_with_mlp
 from haml_flows.mtp.training import train_mtp
 from haml_flows.schemas import TrainingDoc
 
@@ -21,6 +22,12 @@ class MtpTrainMaker(Maker):
     The training set grows by the new frames every cycle and is stored with
     the potential, so each training sees every reference frame of the run;
     the previous potential is the starting point of the fit.
+
+    ``mlp_cmd`` (e.g. ``"mpirun -n 4 mlp"``, or ``">>mlp_cmd<<"`` for the
+    FireWorker's ``env.mlp_cmd``) trains with MLIP's ``mlp train`` instead of
+    motep; ``None`` (or an empty worker entry) uses motep. MLIP runs its own
+    optimizer with its default iteration limit, so ``radial_iterations`` and
+    ``seed`` apply to motep only.
     """
 
     name: str = "mtp training"
@@ -34,6 +41,7 @@ class MtpTrainMaker(Maker):
     force_weight: float = 0.01
     stress_weight: float = 0.001
     seed: int = 0
+    mlp_cmd: str | None = None
 
     @job(data=["potential", "training_set"])
     def make(
@@ -50,23 +58,28 @@ class MtpTrainMaker(Maker):
             else []
         )
         frames = old_frames + trajectory_frames(trajectory)
+        common = {
+            "previous": previous_potential,
+            "level": self.level,
+            "species": species,
+            "cutoff": self.cutoff,
+            "min_dist": self.min_dist,
+            "holdout_fraction": self.holdout_fraction,
+            "energy_weight": self.energy_weight,
+            "force_weight": self.force_weight,
+            "stress_weight": self.stress_weight,
+            "seed": self.seed,
+        }
+        mlp_cmd = resolve_mlp_cmd(self.mlp_cmd)
         with measure_cost() as meter:
-            result = train_mtp(
-                frames,
-                previous=previous_potential,
-                level=self.level,
-                species=species,
-                cutoff=self.cutoff,
-                min_dist=self.min_dist,
-                holdout_fraction=self.holdout_fraction,
-                energy_weight=self.energy_weight,
-                force_weight=self.force_weight,
-                stress_weight=self.stress_weight,
-                radial_iterations=self.radial_iterations,
-                seed=self.seed,
-            )
+            if mlp_cmd is None:
+                result = train_mtp(
+                    frames, radial_iterations=self.radial_iterations, **common
+                )
+            else:
+                result = train_with_mlp(frames, mlp_cmd=mlp_cmd, **common)
         return TrainingDoc(
-            engine="motep",
+            engine="motep" if mlp_cmd is None else "mlip-mlp",
             potential=result.potential,
             training_set=frames_to_cfg(frames),
             level=self.level,

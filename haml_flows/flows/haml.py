@@ -23,6 +23,7 @@ from haml_flows.engines.reference import (
 )
 from haml_flows.engines.training import MtpTrainMaker
 from haml_flows.schemas import CycleDoc, RunDoc, RunSummaryDoc, StageCost
+from haml_flows.settings import HamlSettings
 from haml_flows.spec import RunSpec
 
 logger = logging.getLogger("haml_flows.progress")
@@ -245,7 +246,7 @@ class HamlMaker(Maker):
             mb_velocity_seed=ref.seed,
         )
         # the spec sections use the makers' field names
-        train = MtpTrainMaker(**spec.mtp.model_dump())
+        train = MtpTrainMaker(**spec.mtp.model_dump(), mlp_cmd=HamlSettings().MLP_CMD)
         mlpmd = MlpMdMaker(**spec.mlpmd.model_dump())
         opt = spec.optimization
         optimization = (
