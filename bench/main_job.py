@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
 SECTION = "## Main job"
 
 
@@ -108,20 +109,10 @@ def main() -> int:
     )
     print(text)
     if not args.no_write:
-        _write_section(ROOT / "docs/performance.md", text)
+        from perfdoc import write_section
+
+        write_section(text, SECTION)
     return 0
-
-
-def _write_section(path: Path, text: str) -> None:
-    """Replace the section in docs/performance.md, keeping the rest."""
-    old = path.read_text() if path.exists() else "# Performance\n\n"
-    if SECTION in old:
-        head, rest = old.split(SECTION, 1)
-        tail = rest[rest.find("\n## ") :] if "\n## " in rest else ""
-        new = head + text + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
 
 
 if __name__ == "__main__":
