@@ -33,15 +33,9 @@ from pathlib import Path
 
 from ase import Atoms
 
-from haml_flows.mtp.frames import GRADE_FEATURE, cfg_to_frames, frame_species, frames_to_cfg
+from haml_flows.mtp.frames import GRADE_FEATURE, cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.grade import load_potential, potential_text
-from haml_flows.mtp.training import (
-    TrainingResult,
-    _errors,
-    _initial_data,
-    _prepare,
-    validate_frames,
-)
+from haml_flows.mtp.training import TrainingResult, _errors, prepare_training
 
 FWORKER_PLACEHOLDER = ">>mlp_cmd<<"
 """``mlp_cmd`` value meaning: read ``env.mlp_cmd`` of the FireWorker file."""
@@ -167,25 +161,13 @@ def train_with_mlp(
     MLIP's own initialisation of an untrained potential is not seeded.
     """
     del seed  # mlp train has no seed option
-    if not 0.0 <= holdout_fraction < 1.0:
-        msg = f"holdout_fraction must be in [0, 1), got {holdout_fraction}"
-        raise ValueError(msg)
-    validate_frames(frames, species)
-    if species is None:
-        species = (
-            list(load_potential(previous).species) if previous is not None
-            else frame_species(frames)
-        )
-        validate_frames(frames, species)
-    species = [int(s) for s in species]
-
     start = time.perf_counter()
-    prepared = _prepare(frames, stride)
-    n_frames = len(prepared)
-    n_test = int(round(holdout_fraction * n_frames)) if n_frames > 1 else 0
-    n_test = min(n_test, n_frames - 1)
-    train, test = prepared[: n_frames - n_test], prepared[n_frames - n_test :]
-    data = _initial_data(prepared, previous, level, species, cutoff, min_dist)
+    split = prepare_training(
+        frames, previous=previous, level=level, species=species, cutoff=cutoff,
+        min_dist=min_dist, holdout_fraction=holdout_fraction, stride=stride,
+    )
+    species, train, test, data = split.species, split.train, split.test, split.data
+    n_frames, n_test = len(train) + len(test), len(test)
 
     args = ["train", "init.mtp", "train.cfg", "--trained-pot-name=pot.mtp"]
     args += [

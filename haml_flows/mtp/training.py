@@ -187,6 +187,56 @@ def _initial_data(
     return data
 
 
+@dataclass
+class TrainingSplit:
+    """Frames ready for a fit: training and held-out parts and the start potential."""
+
+    species: list[int]
+    train: list[Atoms]
+    test: list[Atoms]
+    data: MTPData
+
+
+def prepare_training(
+    frames: list[Atoms],
+    *,
+    previous: str | None,
+    level: int,
+    species: Sequence[int] | None,
+    cutoff: float,
+    min_dist: float | None,
+    holdout_fraction: float,
+    stride: int,
+) -> TrainingSplit:
+    """Validate, subsample, deduplicate and split frames; build the start potential.
+
+    Shared by every training engine so that motep and MLIP's ``mlp`` fit and
+    score the same frames.
+    """
+    if not 0.0 <= holdout_fraction < 1.0:
+        msg = f"holdout_fraction must be in [0, 1), got {holdout_fraction}"
+        raise ValueError(msg)
+    validate_frames(frames, species)
+    if species is None:
+        if previous is not None:
+            species = list(load_potential(previous).species)
+        else:
+            species = frame_species(frames)
+        validate_frames(frames, species)
+    species = [int(s) for s in species]
+    prepared = _prepare(frames, stride)
+    n_frames = len(prepared)
+    n_test = int(round(holdout_fraction * n_frames)) if n_frames > 1 else 0
+    n_test = min(n_test, n_frames - 1)
+    data = _initial_data(prepared, previous, level, species, cutoff, min_dist)
+    return TrainingSplit(
+        species=species,
+        train=prepared[: n_frames - n_test],
+        test=prepared[n_frames - n_test :],
+        data=data,
+    )
+
+
 def train_mtp(
     frames: list[Atoms],
     *,
@@ -213,26 +263,13 @@ def train_mtp(
     frames (``None``: all), which bounds its cost as the data set grows; both
     linear stages use every training frame.
     """
-    if not 0.0 <= holdout_fraction < 1.0:
-        msg = f"holdout_fraction must be in [0, 1), got {holdout_fraction}"
-        raise ValueError(msg)
-    validate_frames(frames, species)
-    if species is None:
-        if previous is not None:
-            species = list(load_potential(previous).species)
-        else:
-            species = frame_species(frames)
-        validate_frames(frames, species)
-    species = [int(s) for s in species]
-
     start = time.perf_counter()
-    prepared = _prepare(frames, stride)
-    n_frames = len(prepared)
-    n_test = int(round(holdout_fraction * n_frames)) if n_frames > 1 else 0
-    n_test = min(n_test, n_frames - 1)
-    train, test = prepared[: n_frames - n_test], prepared[n_frames - n_test :]
-
-    data = _initial_data(prepared, previous, level, species, cutoff, min_dist)
+    split = prepare_training(
+        frames, previous=previous, level=level, species=species, cutoff=cutoff,
+        min_dist=min_dist, holdout_fraction=holdout_fraction, stride=stride,
+    )
+    train, test, data = split.train, split.test, split.data
+    n_frames, n_test = len(train) + len(test), len(test)
     loss = {
         "energy_weight": energy_weight,
         "forces_weight": force_weight,
