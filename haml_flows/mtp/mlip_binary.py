@@ -119,6 +119,22 @@ def _shown(mlp_cmd: str, args: Sequence[str]) -> str:
     return shlex.join([*shlex.split(mlp_cmd), *args])
 
 
+def _run_on_files(
+    mlp_cmd: str,
+    args: Sequence[str],
+    inputs: dict[str, str],
+    output: str,
+    timeout: float | None,
+) -> str:
+    """Write ``inputs`` into a scratch directory, run mlp there, return ``output``."""
+    with tempfile.TemporaryDirectory(prefix="haml_mlp_") as tmp:
+        work = Path(tmp)
+        for name, text in inputs.items():
+            (work / name).write_text(text)
+        run_mlp(mlp_cmd, args, work, timeout=timeout)
+        return _read_output(work / output, args, mlp_cmd)
+
+
 def _read_output(path: Path, args: Sequence[str], mlp_cmd: str) -> str:
     if not path.exists():
         msg = f"`{_shown(mlp_cmd, args)}` exited with status 0 but wrote no {path.name}"
@@ -178,12 +194,11 @@ def train_with_mlp(
     if max_iter is not None:
         args.append(f"--max-iter={int(max_iter)}")
     args += list(extra_args)
-    with tempfile.TemporaryDirectory(prefix="haml_mlp_train_") as tmp:
-        work = Path(tmp)
-        (work / "init.mtp").write_text(potential_text(data))
-        (work / "train.cfg").write_text(frames_to_cfg(train, species=species))
-        run_mlp(mlp_cmd, args, work, timeout=timeout)
-        raw = _read_output(work / "pot.mtp", args, mlp_cmd)
+    inputs = {
+        "init.mtp": potential_text(data),
+        "train.cfg": frames_to_cfg(train, species=species),
+    }
+    raw = _run_on_files(mlp_cmd, args, inputs, "pot.mtp", timeout)
     try:
         trained = load_potential(raw, species)
     except Exception as exc:  # motep's reader raises assorted errors
@@ -238,13 +253,12 @@ def calc_grade_with_mlp(
     species = _species_of(potential, species)
     args = ["calc-grade", "pot.mtp", "train.cfg", "in.cfg", "out.cfg",
             "--als-filename=state.als"]
-    with tempfile.TemporaryDirectory(prefix="haml_mlp_grade_") as tmp:
-        work = Path(tmp)
-        (work / "pot.mtp").write_text(potential)
-        (work / "train.cfg").write_text(frames_to_cfg(training_frames, species=species))
-        (work / "in.cfg").write_text(frames_to_cfg(frames, species=species))
-        run_mlp(mlp_cmd, args, work, timeout=timeout)
-        out = _read_output(work / "out.cfg", args, mlp_cmd)
+    inputs = {
+        "pot.mtp": potential,
+        "train.cfg": frames_to_cfg(training_frames, species=species),
+        "in.cfg": frames_to_cfg(frames, species=species),
+    }
+    out = _run_on_files(mlp_cmd, args, inputs, "out.cfg", timeout)
     try:
         grades = parse_grades(out)
     except ValueError as exc:
@@ -277,13 +291,12 @@ def select_add_with_mlp(
     species = _species_of(potential, species)
     args = ["select-add", "pot.mtp", "train.cfg", "preselected.cfg", "diff.cfg",
             *extra_args]
-    with tempfile.TemporaryDirectory(prefix="haml_mlp_select_") as tmp:
-        work = Path(tmp)
-        (work / "pot.mtp").write_text(potential)
-        (work / "train.cfg").write_text(frames_to_cfg(training_frames, species=species))
-        (work / "preselected.cfg").write_text(frames_to_cfg(candidates, species=species))
-        run_mlp(mlp_cmd, args, work, timeout=timeout)
-        out = _read_output(work / "diff.cfg", args, mlp_cmd)
+    inputs = {
+        "pot.mtp": potential,
+        "train.cfg": frames_to_cfg(training_frames, species=species),
+        "preselected.cfg": frames_to_cfg(candidates, species=species),
+    }
+    out = _run_on_files(mlp_cmd, args, inputs, "diff.cfg", timeout)
     if "BEGIN_CFG" not in out:
         return []
     try:
