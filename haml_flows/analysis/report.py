@@ -249,6 +249,21 @@ def _plt():
     return plt
 
 
+def _series_figure(ts, series_by_key: dict, segs, ylabel: str, title: str, path) -> None:
+    """Counts over simulated time, one line per non-zero series, cycles marked."""
+    fig, ax = _plt().subplots(figsize=(8, 3.6))
+    for key, series in series_by_key.items():
+        if any(series):
+            ax.plot(ts, series, "-", label=key)
+    _mark_cycles(ax, segs)
+    ax.set_xlabel("simulated time (ps)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, ncol=2)
+    _save(fig, path)
+
+
 def _mark_cycles(ax, segs: list[dict]) -> None:
     """Cycle starts as dashed lines, AIMD segments shaded."""
     for s in segs:
@@ -321,34 +336,13 @@ def write_figures(result: dict, out_dir: Path) -> dict[str, str]:
     _save(fig, out_dir / FIGURES["cost"])
     written["cost"] = FIGURES["cost"]
 
-    # bonds
     ts = result["samples_time_ps"]
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    for key, series in result["bonds"]["series"].items():
-        if any(series):
-            ax.plot(ts, series, "-", label=key)
-    _mark_cycles(ax, segs)
-    ax.set_xlabel("simulated time (ps)")
-    ax.set_ylabel("bond count")
-    ax.set_title("Bond counts")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, ncol=2)
-    _save(fig, out_dir / FIGURES["bonds"])
-    written["bonds"] = FIGURES["bonds"]
-
-    # products
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    for key, series in result["products"]["series"].items():
-        if any(series):
-            ax.plot(ts, series, "-", label=key)
-    _mark_cycles(ax, segs)
-    ax.set_xlabel("simulated time (ps)")
-    ax.set_ylabel("formula units")
-    ax.set_title("Reaction products (anions coordinated only by Li)")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, ncol=2)
-    _save(fig, out_dir / FIGURES["products"])
-    written["products"] = FIGURES["products"]
+    for key, ylabel, title in (
+        ("bonds", "bond count", "Bond counts"),
+        ("products", "formula units", "Reaction products (anions coordinated only by Li)"),
+    ):
+        _series_figure(ts, result[key]["series"], segs, ylabel, title, out_dir / FIGURES[key])
+        written[key] = FIGURES[key]
 
     # RDF
     rdf = result["rdf"]
