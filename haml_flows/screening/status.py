@@ -1,0 +1,161 @@
+"""Progress of screens: workflows by state, cycles and simulated ps, failures.
+
+Everything comes from a few indexed queries: the candidate documents, the
+FireWorks ``workflows`` (``metadata.screen``) and ``fireworks``/``launches``
+collections, and one aggregation over the CycleDocs in the jobflow
+documents collection, grouped by run id.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from haml_flows.screening.collections import CANDIDATES
+
+
+@dataclass
+class CandidateProgress:
+    """Where one candidate stands."""
+
+    candidate: str
+    run_id: str
+    dopant: str | None
+    concentration: float | None
+    seed: int
+    state: str
+    cycles: int = 0
+    simulated_ps: float = 0.0
+    finished: bool = False
+    failures: list[str] = field(default_factory=list)
+    totals: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class ScreenStatus:
+    """A screen's candidates and the count of workflows per state."""
+
+    screen: str
+    candidates: list[CandidateProgress]
+
+    @property
+    def states(self) -> dict[str, int]:
+        return dict(sorted(Counter(c.state for c in self.candidates).items()))
+
+
+def screen_names(db) -> list[str]:
+    """Screens with submitted candidates, sorted."""
+    return sorted(db[CANDIDATES].distinct("screen"))
+
+
+def cycle_totals(db, docs_collection: str, run_ids: list[str]) -> dict[str, dict]:
+    """run id -> cycles, simulated fs and CPU/AIMD totals, summed in the database."""
+    if not run_ids:
+        return {}
+    pipeline = [
+        {"$match": {"output.doc_type": "haml_cycle", "output.run_id": {"$in": run_ids}}},
+        {
+            "$group": {
+                "_id": "$output.run_id",
+                "cycles": {"$sum": 1},
+                "simulated_fs": {"$max": "$output.cumulative_fs"},
+                "aimd_fs": {"$sum": "$output.aimd_fs"},
+                "aimd_cpu_s": {"$sum": "$output.aimd_cost.cpu_seconds"},
+                "training_cpu_s": {"$sum": "$output.training_cost.cpu_seconds"},
+                "mlpmd_cpu_s": {"$sum": "$output.mlpmd_cost.cpu_seconds"},
+            }
+        },
+    ]
+    return {d.pop("_id"): d for d in db[docs_collection].aggregate(pipeline)}
+
+
+def finished_runs(db, docs_collection: str, run_ids: list[str]) -> set[str]:
+    """Run ids whose RunSummaryDoc is stored."""
+    if not run_ids:
+        return set()
+    return set(
+        db[docs_collection].distinct(
+            "output.run_id",
+            {"output.doc_type": "haml_run_summary", "output.run_id": {"$in": run_ids}},
+        )
+    )
+
+
+def _reason(launch: dict) -> str:
+    """Last line of the stored exception, or FireWorks' message."""
+    stored = (launch.get("action") or {}).get("stored_data") or {}
+    exception = stored.get("_exception") or {}
+    trace = exception.get("_stacktrace") or stored.get("_message") or "no reason stored"
+    lines = [line for line in str(trace).strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "no reason stored"
+
+
+def failures(launchpad, run_ids: list[str]) -> dict[str, list[str]]:
+    """run id -> '<job name>: <reason>' for every FIZZLED Firework of the runs."""
+    if not run_ids:
+        return {}
+    fizzled = list(
+        launchpad.fireworks.find(
+            {"spec.haml_run_id": {"$in": run_ids}, "state": "FIZZLED"},
+            {"fw_id": 1, "name": 1, "spec.haml_run_id": 1},
+        )
+    )
+    if not fizzled:
+        return {}
+    last_launch = {}
+    for launch in launchpad.launches.find(
+        {"fw_id": {"$in": [f["fw_id"] for f in fizzled]}, "state": "FIZZLED"},
+        {"fw_id": 1, "launch_id": 1, "action.stored_data": 1},
+    ):
+        previous = last_launch.get(launch["fw_id"])
+        if previous is None or launch["launch_id"] > previous["launch_id"]:
+            last_launch[launch["fw_id"]] = launch
+    out: dict[str, list[str]] = {}
+    for fw in fizzled:
+        launch = last_launch.get(fw["fw_id"])
+        reason = _reason(launch) if launch else "no launch stored"
+        out.setdefault(fw["spec"]["haml_run_id"], []).append(f"{fw['name']}: {reason}")
+    return out
+
+
+def screen_status(db, launchpad, screen: str, docs_collection: str = "outputs") -> ScreenStatus:
+    """Every candidate of ``screen`` with its workflow state and progress."""
+    candidates = list(
+        db[CANDIDATES].find(
+            {"screen": screen},
+            {"spec": 0, "source": 0},
+        ).sort([("dopant", 1), ("concentration", 1), ("seed", 1)])
+    )
+    run_ids = [c["run_id"] for c in candidates]
+    states = {
+        w["metadata"]["run_id"]: w["state"]
+        for w in launchpad.workflows.find(
+            {"metadata.screen": screen}, {"state": 1, "metadata.run_id": 1}
+        )
+    }
+    totals = cycle_totals(db, docs_collection, run_ids)
+    done = finished_runs(db, docs_collection, run_ids)
+    failed = failures(launchpad, run_ids)
+    out = []
+    for c in candidates:
+        run_id = c["run_id"]
+        t = totals.get(run_id, {})
+        state = states.get(run_id) or ("SUBMITTING" if not c.get("submitted") else "MISSING")
+        out.append(
+            CandidateProgress(
+                candidate=c["candidate"],
+                run_id=run_id,
+                dopant=c.get("dopant"),
+                concentration=c.get("concentration"),
+                seed=c["seed"],
+                state=state,
+                cycles=t.get("cycles", 0),
+                simulated_ps=(t.get("simulated_fs") or 0.0) / 1000.0,
+                finished=run_id in done,
+                failures=failed.get(run_id, []),
+                totals=t,
+                metadata={k: c.get(k) for k in ("host", "system", "spec_hash")},
+            )
+        )
+    return ScreenStatus(screen=screen, candidates=out)

@@ -1,0 +1,202 @@
+"""Submitting a screen: expand, build every new candidate, add them in one batch.
+
+Idempotent: a candidate is ``<screen>:<spec hash>``. Before a workflow is
+added, the candidate is claimed by inserting its CandidateDoc under that
+``_id``; a second submission (or a concurrent one) collides with the claim
+and adds nothing. Every candidate is expanded, validated and built before
+the first claim, so a bad screen leaves the database untouched; if adding the
+workflows fails, the claims are removed again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobflow import Flow, JobStore
+from pymatgen.core import Structure
+from pymongo.errors import BulkWriteError
+
+from haml_flows.builders.screen import Candidate, ScreenPlan, expand_candidates
+from haml_flows.flows.haml import HamlMaker
+from haml_flows.runner import _check_no_overlaps
+from haml_flows.screening.collections import CANDIDATES, ensure_indexes
+from haml_flows.screening.schemas import CandidateDoc, CandidateMetadata
+from haml_flows.spec import SpecError
+
+DUPLICATE_KEY = 11000
+
+
+@dataclass
+class PreparedCandidate:
+    """A candidate with its structure, flow and the document that claims it."""
+
+    candidate: Candidate
+    structure: Structure
+    flow: Flow
+    doc: CandidateDoc
+
+    @property
+    def doc_id(self) -> str:
+        return f"{self.doc.screen}:{self.doc.spec_hash}"
+
+
+@dataclass
+class SubmissionReport:
+    """What a submission did: candidates added and already present."""
+
+    screen: str
+    added: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    fireworks: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.added) + len(self.present)
+
+
+def candidate_id(screen: str, spec_hash: str) -> str:
+    """The ``_id`` of a candidate document."""
+    return f"{screen}:{spec_hash}"
+
+
+def run_id_for(candidate: Candidate) -> str:
+    """Deterministic run id: candidate name and the first 8 digits of its hash."""
+    return f"{candidate.name}-{candidate.spec_hash[:8]}"
+
+
+def metadata_for(plan: ScreenPlan, candidate: Candidate) -> CandidateMetadata:
+    """The labels stored with the candidate and on its FireWorks workflow."""
+    return CandidateMetadata(
+        screen=plan.name,
+        candidate=candidate.name,
+        system=plan.system,
+        dopant=candidate.dopant,
+        host=candidate.host,
+        concentration=candidate.concentration,
+        seed=candidate.seed,
+        spec_hash=candidate.spec_hash,
+        run_id=run_id_for(candidate),
+    )
+
+
+def prepare_candidates(
+    plan: ScreenPlan,
+    candidates: list[Candidate] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[PreparedCandidate]:
+    """Build structure and flow of each candidate; raises SpecError on the first bad one.
+
+    Candidates with the same ``system`` section share one built structure.
+    """
+    structures: dict[str, Structure] = {}
+    prepared = []
+    for candidate in plan.candidates if candidates is None else candidates:
+        spec = candidate.spec
+        key = json.dumps(spec.system.model_dump(mode="json"), sort_keys=True)
+        try:
+            if key not in structures:
+                structure = spec.system.build(base_dir=Path(plan.source).parent)
+                _check_no_overlaps(structure)
+                structures[key] = structure
+            structure = structures[key]
+            spec.check_against(structure)
+        except SpecError as exc:
+            raise SpecError(f"candidate {candidate.name}: {exc}") from None
+        except ValueError as exc:  # the builders' own checks (doping, geometry)
+            raise SpecError(f"candidate {candidate.name}: system.parameters: {exc}") from None
+        meta = metadata_for(plan, candidate)
+        flow = HamlMaker.from_spec(spec, run_id=meta.run_id).make(structure)
+        manager_config = {"haml_run_id": meta.run_id, "haml_screen": plan.name}
+        if plan.category:
+            manager_config["_category"] = plan.category
+        flow.update_config({"manager_config": manager_config})
+        doc = CandidateDoc(
+            **meta.model_dump(),
+            formula=structure.composition.reduced_formula,
+            n_atoms=len(structure),
+            spec=spec.model_dump(mode="json"),
+            source=str(plan.source),
+            submitted=False,
+        )
+        prepared.append(PreparedCandidate(candidate, structure, flow, doc))
+        if progress is not None:
+            progress(candidate.name)
+    return prepared
+
+
+def _claim(collection, prepared: list[PreparedCandidate]) -> list[PreparedCandidate]:
+    """Insert the claims; return the candidates this call claimed."""
+    if not prepared:
+        return []
+    docs = [{"_id": p.doc_id, **p.doc.model_dump()} for p in prepared]
+    try:
+        collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            raise
+        lost = {e["index"] for e in errors}
+        return [p for i, p in enumerate(prepared) if i not in lost]
+    return prepared
+
+
+def submit_screen(
+    path: str | Path,
+    store: JobStore,
+    launchpad,
+    db,
+    docs_collection: str = "outputs",
+    progress: Callable[[str], None] | None = None,
+    plan: ScreenPlan | None = None,
+) -> SubmissionReport:
+    """Add the screen's new candidates to the LaunchPad; skip those already there."""
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    plan = plan or expand_candidates(path)
+    ensure_indexes(db, docs_collection)
+    collection = db[CANDIDATES]
+    ids = {candidate_id(plan.name, c.spec_hash): c for c in plan.candidates}
+    report = SubmissionReport(screen=plan.name)
+    existing = {
+        d["_id"]: d["submitted"]
+        for d in collection.find({"_id": {"$in": list(ids)}}, {"submitted": 1})
+    }
+    stale = [i for i, submitted in existing.items() if not submitted]
+    if stale:  # claims whose submission never finished
+        collection.delete_many({"_id": {"$in": stale}, "submitted": False})
+    present = {i for i, submitted in existing.items() if submitted}
+    report.present = [ids[i].name for i in ids if i in present]
+    new = [c for i, c in ids.items() if i not in present]
+    prepared = prepare_candidates(plan, new, progress)
+
+    claimed = _claim(collection, prepared)
+    report.present += [p.candidate.name for p in prepared if p not in claimed]
+    if not claimed:
+        return report
+    workflows = []
+    for p in claimed:
+        wf = flow_to_workflow(p.flow, store=store, name=f"{plan.name} {p.candidate.name}")
+        wf.metadata = p.doc.model_dump(include=set(CandidateMetadata.model_fields))
+        workflows.append(wf)
+    try:
+        launchpad.bulk_add_wfs(workflows)
+    except BaseException:
+        collection.delete_many({"_id": {"$in": [p.doc_id for p in claimed]}})
+        raise
+    from pymongo import UpdateOne
+
+    collection.bulk_write(
+        [
+            UpdateOne(
+                {"_id": p.doc_id},
+                {"$set": {"submitted": True, "fw_ids": sorted(wf.id_fw)}},
+            )
+            for p, wf in zip(claimed, workflows, strict=True)
+        ]
+    )
+    report.added = [p.candidate.name for p in claimed]
+    report.fireworks = sum(len(wf) for wf in workflows)
+    return report
