@@ -14,7 +14,12 @@ from haml_flows.cli.build import build_app
 from haml_flows.cli.db import db_app
 from haml_flows.cli.mtp import mtp_app
 from haml_flows.cli.report import compare_command, report_command
-from haml_flows.cli.screen import results_command, screen_command, status_command
+from haml_flows.cli.screen import (
+    results_command,
+    screen_command,
+    status_command,
+    worker_command,
+)
 from haml_flows.database.server import DatabaseUnavailableError, ensure_database
 from haml_flows.database.stores import make_job_store, make_launchpad
 from haml_flows.queries import cycle_docs, run_summary
@@ -35,6 +40,7 @@ app.command("compare")(compare_command)
 app.command("screen")(screen_command)
 app.command("status")(status_command)
 app.command("results")(results_command)
+app.command("worker")(worker_command)
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)

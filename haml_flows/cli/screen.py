@@ -6,6 +6,7 @@ Registered in the main app with
     app.command("screen")(screen_command)
     app.command("status")(status_command)
     app.command("results")(results_command)
+    app.command("worker")(worker_command)
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ RankKey = Enum("RankKey", {k: k for k in RANK_KEYS}, type=str)
 def _clients():
     """Settings, JobStore, LaunchPad and pymongo database on the configured server."""
     from haml_flows.database.server import DatabaseUnavailableError, ensure_database
-    from haml_flows.database.stores import connect, make_job_store, make_launchpad
+    from haml_flows.database.stores import connect, make_job_store
+    from haml_flows.screening.launchpad import screen_launchpad
     from haml_flows.settings import HamlSettings
 
     settings = HamlSettings()
@@ -39,7 +41,7 @@ def _clients():
     except DatabaseUnavailableError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from None
-    return settings, make_job_store(settings), make_launchpad(settings), connect(settings)
+    return settings, make_job_store(settings), screen_launchpad(settings), connect(settings)
 
 
 def _fmt(value, spec: str = ".4g") -> str:
@@ -203,3 +205,52 @@ def results_command(
         if path is not None:
             export(rows, path, screen, key, reverse)
             console.print(f"wrote {path}")
+
+
+def worker_command(
+    launchpad_file: Path = typer.Option(
+        None, "--launchpad", "-l", help="launchpad.yaml; default: the configured database."
+    ),
+    fworker_file: Path = typer.Option(
+        None, "--fworker", "-w", help="my_fworker.yaml (name, category, query, env)."
+    ),
+    screen: str = typer.Option(None, "--screen", help="Run only this screen's jobs."),
+    nlaunches: int = typer.Option(
+        0, help="Jobs to run; 0 = until none is ready or waiting, -1 = forever."
+    ),
+    sleep: int = typer.Option(5, help="Seconds between polls when nothing is ready."),
+    max_loops: int = typer.Option(-1, help="Quit after this many idle polls (-1 = never)."),
+    timeout: int = typer.Option(None, help="Quit after this many seconds."),
+) -> None:
+    """Run jobs from the LaunchPad here: FireWorks' rapidfire, like `rlaunch rapidfire`.
+
+    The same as `rlaunch -l LAUNCHPAD -w FWORKER rapidfire`, on a LaunchPad whose
+    id counters stay unique when several workers use the embedded database at
+    once (haml_flows.screening.launchpad). Use it in my_qadapter.yaml's
+    rocket_launch on clusters that use the embedded server.
+    """
+    import json
+
+    from fireworks import FWorker
+    from fireworks.core.rocket_launcher import rapidfire
+
+    from haml_flows.screening.launchpad import AtomicIdLaunchPad, screen_launchpad
+
+    if launchpad_file is not None:
+        launchpad = AtomicIdLaunchPad.from_file(str(launchpad_file))
+    else:
+        launchpad = _clients()[2]
+    worker = FWorker.from_file(str(fworker_file)) if fworker_file else FWorker(name="haml_worker")
+    if screen:
+        d = worker.to_dict()
+        query = json.loads(d["query"]) if isinstance(d["query"], str) else dict(d["query"])
+        query["spec.haml_screen"] = screen
+        worker = FWorker(name=d["name"], category=d["category"], query=query, env=d["env"])
+    rapidfire(
+        launchpad,
+        fworker=worker,
+        nlaunches=nlaunches,
+        max_loops=max_loops,
+        sleep_time=sleep,
+        timeout=timeout,
+    )

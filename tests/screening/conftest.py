@@ -35,9 +35,10 @@ def screen_file():
 @pytest.fixture
 def clients(haml_settings, job_store):
     """Settings, JobStore, a reset LaunchPad and the pymongo database of one test."""
-    from haml_flows.database.stores import connect, make_launchpad
+    from haml_flows.database.stores import connect
+    from haml_flows.screening.launchpad import screen_launchpad
 
-    launchpad = make_launchpad(haml_settings)
+    launchpad = screen_launchpad(haml_settings)
     launchpad.reset("", require_password=False)
     db = connect(haml_settings)
     yield haml_settings, job_store, launchpad, db
