@@ -30,9 +30,12 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
         [("spec.haml_run_id", ASCENDING)],
     ],
 }
-#: on the jobflow documents collection (settings.DOCS_COLLECTION)
+#: on the jobflow documents collection (settings.DOCS_COLLECTION): the screen
+#: queries, and (uuid, index), the key every job output is upserted on by the
+#: JobStore; without it each stored output scans the whole collection.
 OUTPUT_INDEXES = [
     [("output.doc_type", ASCENDING), ("output.run_id", ASCENDING)],
+    [("uuid", ASCENDING), ("index", ASCENDING)],
 ]
 
 

@@ -11,6 +11,7 @@ workflows fails, the claims are removed again.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +52,24 @@ class SubmissionReport:
     added: list[str] = field(default_factory=list)
     present: list[str] = field(default_factory=list)
     fireworks: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
         return len(self.added) + len(self.present)
+
+
+class _Clock:
+    """Wall seconds per phase, for the benchmark and the command's summary."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
 
 
 def candidate_id(screen: str, spec_hash: str) -> str:
@@ -155,7 +170,9 @@ def submit_screen(
     """Add the screen's new candidates to the LaunchPad; skip those already there."""
     from jobflow.managers.fireworks import flow_to_workflow
 
+    clock = _Clock()
     plan = plan or expand_candidates(path)
+    clock.lap("expand")
     ensure_indexes(db, docs_collection)
     collection = db[CANDIDATES]
     ids = {candidate_id(plan.name, c.spec_hash): c for c in plan.candidates}
@@ -170,10 +187,14 @@ def submit_screen(
     present = {i for i, submitted in existing.items() if submitted}
     report.present = [ids[i].name for i in ids if i in present]
     new = [c for i, c in ids.items() if i not in present]
+    clock.lap("lookup")
     prepared = prepare_candidates(plan, new, progress)
+    clock.lap("build")
 
     claimed = _claim(collection, prepared)
     report.present += [p.candidate.name for p in prepared if p not in claimed]
+    clock.lap("claim")
+    report.seconds = clock.laps
     if not claimed:
         return report
     workflows = []
@@ -181,6 +202,7 @@ def submit_screen(
         wf = flow_to_workflow(p.flow, store=store, name=f"{plan.name} {p.candidate.name}")
         wf.metadata = p.doc.model_dump(include=set(CandidateMetadata.model_fields))
         workflows.append(wf)
+    clock.lap("workflows")
     try:
         launchpad.bulk_add_wfs(workflows)
     except BaseException:
@@ -197,6 +219,7 @@ def submit_screen(
             for p, wf in zip(claimed, workflows, strict=True)
         ]
     )
+    clock.lap("insert")
     report.added = [p.candidate.name for p in claimed]
     report.fireworks = sum(len(wf) for wf in workflows)
     return report
