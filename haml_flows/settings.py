@@ -63,6 +63,16 @@ class HamlSettings(BaseSettings):
         description="MLIP `mlp` command (e.g. 'mpirun -n 4 mlp'); None uses motep; "
         "'>>mlp_cmd<<' reads env.mlp_cmd of the worker's my_fworker.yaml.",
     )
+    VASP_CMD: str | None = Field(
+        None,
+        description="VASP command for reference.engine 'vasp' (e.g. 'srun vasp_std'); "
+        "'>>vasp_cmd<<' reads env.vasp_cmd of the worker's my_fworker.yaml.",
+    )
+    LMP_CMD: str | None = Field(
+        None,
+        description="LAMMPS (with MLIP) command for mlpmd.engine 'lammps' (e.g. "
+        "'srun lmp'); '>>lmp_cmd<<' reads env.lmp_cmd of the worker's my_fworker.yaml.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -124,3 +124,60 @@ def check_command(spec_field: str, engine: str, value: str | None) -> None:
             f"{spec_field}: '{engine}' command HAML_{what.setting}={value!r}: "
             f"{words[0] if words else '(empty)'!r} is not an executable on PATH"
         )
+
+
+def stage_makers(spec, settings=None) -> tuple:
+    """(AIMD maker, training maker, MLP-MD maker) of a spec's engines.
+
+    Checks every external engine's command first, so that a spec that cannot
+    run fails before any job exists.
+    """
+    from haml_flows.engines.reference import aimd_maker_for, nose_hoover_kwargs
+    from haml_flows.engines.training import MtpTrainMaker
+    from haml_flows.settings import HamlSettings
+
+    settings = settings or HamlSettings()
+    ref, mtp, md = spec.reference, spec.mtp, spec.mlpmd
+    configured_mlp = bool(settings.MLP_CMD and settings.MLP_CMD.strip())
+    mlp_engine = mtp.engine or ("mlip" if configured_mlp else "motep")
+    check_command("reference.engine", ref.engine, settings.VASP_CMD)
+    check_command("mtp.engine", mlp_engine, settings.MLP_CMD)
+    check_command("mlpmd.engine", md.engine, settings.LMP_CMD)
+    if md.engine == "lammps":
+        # MLIP builds the active set (state.als) that LAMMPS loads
+        try:
+            check_command("mtp.engine", "mlip", settings.MLP_CMD)
+        except SpecError as exc:
+            raise SpecError(f"mlpmd.engine 'lammps' needs MLIP's mlp too: {exc}") from None
+
+    if ref.engine == "vasp":
+        from haml_flows.engines.vasp import VaspAimdSegmentMaker
+
+        aimd = VaspAimdSegmentMaker(
+            n_steps=ref.steps, time_step=ref.time_step, temperature=ref.temperature,
+            mb_velocity_seed=ref.seed, vasp_cmd=settings.VASP_CMD,
+        )
+    else:
+        aimd = aimd_maker_for(
+            ref.engine, n_steps=ref.steps, time_step=ref.time_step,
+            temperature=ref.temperature,
+            ase_md_kwargs=nose_hoover_kwargs(ref.thermostat_time),
+            mb_velocity_seed=ref.seed,
+        )
+    # the spec sections use the makers' field names
+    train = MtpTrainMaker(
+        **mtp.model_dump(exclude={"engine"}),
+        mlp_cmd=settings.MLP_CMD if mlp_engine == "mlip" else None,
+    )
+    if md.engine == "lammps":
+        from haml_flows.engines.lammps import LammpsMlpMdMaker
+
+        mlpmd = LammpsMlpMdMaker(
+            **md.model_dump(exclude={"engine"}),
+            lmp_cmd=settings.LMP_CMD, mlp_cmd=settings.MLP_CMD,
+        )
+    else:
+        from haml_flows.engines.mlpmd import MlpMdMaker
+
+        mlpmd = MlpMdMaker(**md.model_dump(exclude={"engine"}))
+    return aimd, train, mlpmd
