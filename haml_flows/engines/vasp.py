@@ -67,6 +67,9 @@ def seeded_velocities(structure: Structure, temperature: float, seed: int | None
 def read_vasp_md(directory: str | Path, time_step: float) -> dict:
     """Frames, final state, temperatures and cost of a finished VASP MD run.
 
+    The start temperature is OSZICAR's first; the end temperature is that of
+    the CONTCAR velocities, the state the next segment starts from.
+
     Stresses are converted to ASE's convention (Voigt order, eV/Angstrom^3,
     tension positive); velocities to ASE units. ``cpu_seconds`` is OUTCAR's
     "Total CPU time used" (one MPI rank's) times the number of ranks.
@@ -117,7 +120,8 @@ def read_vasp_md(directory: str | Path, time_step: float) -> dict:
         "n_steps": len(steps),
         "simulated_fs": len(steps) * time_step,
         "temperature_start": properties[0]["temperature"],
-        "temperature_end": properties[-1]["temperature"],
+        # the state handed over is CONTCAR's, one step after the last frame
+        "temperature_end": float(atoms_with_velocities(final).get_temperature()),
         "cpu_seconds": float(stats["Total CPU time used (sec)"]) * cores,
         "cores": cores,
     }

@@ -3,7 +3,7 @@
 Run as ``python fake_lmp.py -in in.lammps``. It accepts the commands of our
 ``in.lammps`` (anything else: "ERROR: Unknown command", exit 1), reads the
 data file (positions, velocities, masses), ``mlip.ini`` and the files it
-names, and runs NVT Nose-Hoover (ASE) on the MTP (motep) with the MaxVol
+names, and runs NVT Nose-Hoover (ASE's chain thermostat) on the MTP (motep) with the MaxVol
 grade of every step, as ``pair_style mlip`` with ``select TRUE`` does. It
 writes LAMMPS's outputs in their formats: ``log.lammps`` (input echo, thermo
 table, "Loop time" at a normal end), the custom dump, and MLIP's
@@ -34,7 +34,7 @@ import numpy as np
 from ase import units
 from ase.data import atomic_numbers
 from ase.io.lammpsdata import read_lammps_data
-from ase.md.npt import NPT
+from ase.md.nose_hoover_chain import NoseHooverChainNVT
 
 KNOWN = {
     "units", "atom_style", "boundary", "read_data", "pair_style", "pair_coeff",
@@ -235,9 +235,9 @@ def run(script: dict, settings: dict, say, log, start: float) -> int:
     gamma_break = float(settings["select:threshold-break"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dynamics = NPT(atoms, timestep=script["dt_fs"] * units.fs,
-                       temperature_K=script["temperature"],
-                       ttime=script["tdamp_fs"] * units.fs, pfactor=None)
+        dynamics = NoseHooverChainNVT(atoms, timestep=script["dt_fs"] * units.fs,
+                                      temperature_K=script["temperature"],
+                                      tdamp=script["tdamp_fs"] * units.fs)
     style = script.get("thermo_style", ["step", "temp", "pe"])
     thermo_every = script.get("thermo_every", 0)
     selected = []

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms, units
-from ase.md.npt import NPT
+from ase.md.nose_hoover_chain import NoseHooverChainNVT
 from pymatgen.core import Element
 from pymatgen.io.vasp import Incar, Kpoints, Poscar
 
@@ -65,12 +65,11 @@ def run_md(atoms: Atoms, incar: Incar) -> tuple[list[dict], Atoms]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if int(incar.get("MDALGO", 0)) == 2:
-            dynamics = NPT(
+            dynamics = NoseHooverChainNVT(
                 atoms,
                 timestep=potim * units.fs,
                 temperature_K=float(incar.get("TEBEG", 300.0)),
-                ttime=40 * potim * units.fs,
-                pfactor=None,
+                tdamp=40 * potim * units.fs,
             )
         else:
             from ase.md.verlet import VelocityVerlet
