@@ -61,10 +61,11 @@ class SystemSpec(_Section):
 class ReferenceSpec(_Section):
     """AIMD segments on the reference engine."""
 
-    engine: Literal["xtb", "lj", "vasp"] = Field(
+    engine: Literal["xtb", "lj", "vasp", "cp2k"] = Field(
         "xtb",
         description="'xtb' = GFN1-xTB (tblite); 'lj' = analytic, for tests; "
-        "'vasp' = VASP PBE+D3 under custodian (needs HAML_VASP_CMD).",
+        "'vasp' = VASP PBE+D3 under custodian (needs HAML_VASP_CMD); "
+        "'cp2k' = CP2K PBE+GTH+D3 under custodian (needs HAML_CP2K_CMD).",
     )
     steps: int = Field(20, gt=0, description="AIMD steps per segment.")
     time_step: float = Field(1.0, gt=0, description="AIMD time step, fs.")

@@ -140,7 +140,8 @@ def stage_makers(spec, settings=None) -> tuple:
     ref, mtp, md = spec.reference, spec.mtp, spec.mlpmd
     configured_mlp = bool(settings.MLP_CMD and settings.MLP_CMD.strip())
     mlp_engine = mtp.engine or ("mlip" if configured_mlp else "motep")
-    check_command("reference.engine", ref.engine, settings.VASP_CMD)
+    reference_cmd = {"vasp": settings.VASP_CMD, "cp2k": settings.CP2K_CMD}
+    check_command("reference.engine", ref.engine, reference_cmd.get(ref.engine))
     check_command("mtp.engine", mlp_engine, settings.MLP_CMD)
     check_command("mlpmd.engine", md.engine, settings.LMP_CMD)
     if md.engine == "lammps":
@@ -156,6 +157,14 @@ def stage_makers(spec, settings=None) -> tuple:
         aimd = VaspAimdSegmentMaker(
             n_steps=ref.steps, time_step=ref.time_step, temperature=ref.temperature,
             mb_velocity_seed=ref.seed, vasp_cmd=settings.VASP_CMD,
+        )
+    elif ref.engine == "cp2k":
+        from haml_flows.engines.cp2k import Cp2kAimdSegmentMaker
+
+        aimd = Cp2kAimdSegmentMaker(
+            n_steps=ref.steps, time_step=ref.time_step, temperature=ref.temperature,
+            thermostat_time=ref.thermostat_time, mb_velocity_seed=ref.seed,
+            cp2k_cmd=settings.CP2K_CMD, data_dir=settings.CP2K_DATA_DIR,
         )
     else:
         aimd = aimd_maker_for(

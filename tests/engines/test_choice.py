@@ -18,7 +18,7 @@ from haml_flows.runner import prepare_run
 from haml_flows.spec import SpecError
 
 DATA = Path(__file__).parents[1] / "data"
-COMMAND_SETTINGS = ("HAML_VASP_CMD", "HAML_MLP_CMD", "HAML_LMP_CMD")
+COMMAND_SETTINGS = ("HAML_VASP_CMD", "HAML_CP2K_CMD", "HAML_MLP_CMD", "HAML_LMP_CMD")
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_embedded_engines_need_nothing(clean_settings, tmp_path):
 
 
 def test_unknown_engine_lists_the_allowed_ones(clean_settings, tmp_path):
-    with pytest.raises(SpecError, match=r"reference\.engine: .*'xtb', 'lj' or 'vasp'"):
+    with pytest.raises(SpecError, match=r"reference\.engine: .*'xtb', 'lj', 'vasp' or 'cp2k'"):
         prepare_run(_spec(tmp_path, reference="gaussian"))
     with pytest.raises(SpecError, match=r"mlpmd\.engine: .*'ase' or 'lammps'"):
         prepare_run(_spec(tmp_path, mlpmd="gromacs"))
@@ -63,6 +63,9 @@ def test_missing_commands_fail_at_submission(clean_settings, tmp_path):
     with pytest.raises(SpecError, match=r"reference\.engine: 'vasp' needs a command: set "
                                         r"HAML_VASP_CMD"):
         prepare_run(_spec(tmp_path, reference="vasp"))
+    with pytest.raises(SpecError, match=r"reference\.engine: 'cp2k' needs a command: set "
+                                        r"HAML_CP2K_CMD"):
+        prepare_run(_spec(tmp_path, reference="cp2k"))
     with pytest.raises(SpecError, match=r"mtp\.engine: 'mlip' needs a command: set "
                                         r"HAML_MLP_CMD"):
         prepare_run(_spec(tmp_path, mtp="mlip"))
