@@ -26,6 +26,9 @@ class StageCost(BaseModel):
     cpu_seconds: float = Field(
         description="CPU seconds of the process (all threads) during the stage."
     )
+    cores: int | None = Field(
+        None, description="Cores an external engine reported (VASP's OUTCAR); None = local."
+    )
 
 
 class AimdSegmentDoc(BaseModel):

@@ -63,6 +63,25 @@ class HamlSettings(BaseSettings):
         description="MLIP `mlp` command (e.g. 'mpirun -n 4 mlp'); None uses motep; "
         "'>>mlp_cmd<<' reads env.mlp_cmd of the worker's my_fworker.yaml.",
     )
+    VASP_CMD: str | None = Field(
+        None,
+        description="VASP command for reference.engine 'vasp' (e.g. 'srun vasp_std'); "
+        "'>>vasp_cmd<<' reads env.vasp_cmd of the worker's my_fworker.yaml.",
+    )
+    CP2K_CMD: str | None = Field(
+        None,
+        description="CP2K command for reference.engine 'cp2k' (e.g. 'srun cp2k.psmp'); "
+        "'>>cp2k_cmd<<' reads env.cp2k_cmd of the worker's my_fworker.yaml.",
+    )
+    CP2K_DATA_DIR: str = Field(
+        "/usr/share/cp2k",
+        description="CP2K's data directory (BASIS_MOLOPT, GTH_POTENTIALS, dftd3.dat).",
+    )
+    LMP_CMD: str | None = Field(
+        None,
+        description="LAMMPS (with MLIP) command for mlpmd.engine 'lammps' (e.g. "
+        "'srun lmp'); '>>lmp_cmd<<' reads env.lmp_cmd of the worker's my_fworker.yaml.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -61,8 +61,11 @@ class SystemSpec(_Section):
 class ReferenceSpec(_Section):
     """AIMD segments on the reference engine."""
 
-    engine: Literal["xtb", "lj"] = Field(
-        "xtb", description="'xtb' = GFN1-xTB (tblite); 'lj' = analytic, for tests."
+    engine: Literal["xtb", "lj", "vasp", "cp2k"] = Field(
+        "xtb",
+        description="'xtb' = GFN1-xTB (tblite); 'lj' = analytic, for tests; "
+        "'vasp' = VASP PBE+D3 under custodian (needs HAML_VASP_CMD); "
+        "'cp2k' = CP2K PBE+GTH+D3 under custodian (needs HAML_CP2K_CMD).",
     )
     steps: int = Field(20, gt=0, description="AIMD steps per segment.")
     time_step: float = Field(1.0, gt=0, description="AIMD time step, fs.")
@@ -84,6 +87,11 @@ class OptimizationSpec(_Section):
 class MtpSpec(_Section):
     """Moment Tensor Potential training."""
 
+    engine: Literal["motep", "mlip"] | None = Field(
+        None,
+        description="'motep' (embedded) or 'mlip' (MLIP's mlp, needs HAML_MLP_CMD); "
+        "None = mlip when HAML_MLP_CMD is set, else motep.",
+    )
     level: int = Field(12, description="lev_max, even, 2 to 28.")
     cutoff: float = Field(5.0, gt=0, description="Radial cutoff, Angstrom.")
     min_dist: float | None = Field(
@@ -124,6 +132,11 @@ class MtpSpec(_Section):
 class MlpMdSpec(_Section):
     """MLP-MD segments with the extrapolation grade watching."""
 
+    engine: Literal["ase", "lammps"] = Field(
+        "ase",
+        description="'ase' (embedded, motep) or 'lammps' (LAMMPS + MLIP, needs "
+        "HAML_LMP_CMD and HAML_MLP_CMD).",
+    )
     time_step: float = Field(0.5, gt=0, description="Time step, fs.")
     max_steps: int = Field(2000, gt=0, description="Step limit of one segment.")
     gamma_break: float = Field(10.0, gt=1, description="Stop when gamma exceeds it.")

@@ -14,16 +14,11 @@ from dataclasses import dataclass, field
 from jobflow import Flow, Maker, Response, job
 from pymatgen.core import Structure
 
+from haml_flows.engines.choice import stage_makers
 from haml_flows.engines.mlpmd import MlpMdMaker
-from haml_flows.engines.reference import (
-    AimdSegmentMaker,
-    GeometryOptimizationMaker,
-    aimd_maker_for,
-    nose_hoover_kwargs,
-)
+from haml_flows.engines.reference import AimdSegmentMaker, GeometryOptimizationMaker
 from haml_flows.engines.training import MtpTrainMaker
 from haml_flows.schemas import CycleDoc, RunDoc, RunSummaryDoc, StageCost
-from haml_flows.settings import HamlSettings
 from haml_flows.spec import RunSpec
 
 logger = logging.getLogger("haml_flows.progress")
@@ -237,20 +232,15 @@ class HamlMaker(Maker):
     def from_spec(cls, spec: RunSpec, run_id: str | None = None) -> HamlMaker:
         """Makers with the spec's settings."""
         ref = spec.reference
-        aimd = aimd_maker_for(
-            ref.engine,
-            n_steps=ref.steps,
-            time_step=ref.time_step,
-            temperature=ref.temperature,
-            ase_md_kwargs=nose_hoover_kwargs(ref.thermostat_time),
-            mb_velocity_seed=ref.seed,
-        )
-        # the spec sections use the makers' field names
-        train = MtpTrainMaker(**spec.mtp.model_dump(), mlp_cmd=HamlSettings().MLP_CMD)
-        mlpmd = MlpMdMaker(**spec.mlpmd.model_dump())
+        aimd, train, mlpmd = stage_makers(spec)
         opt = spec.optimization
         optimization = (
-            GeometryOptimizationMaker(engine=ref.engine, fmax=opt.fmax, steps=opt.steps)
+            # production references pre-relax on GFN1-xTB
+            GeometryOptimizationMaker(
+                engine=ref.engine if ref.engine == "lj" else "xtb",
+                fmax=opt.fmax,
+                steps=opt.steps,
+            )
             if opt.enabled
             else None
         )

@@ -1,0 +1,359 @@
+"""MLP-MD seam on LAMMPS with MLIP's interface (``pair_style mlip mlip.ini``).
+
+A segment runs in the job's directory:
+
+1. ``mlp calc-grade pot.mtp train.cfg train.cfg out.cfg --als-filename=state.als``
+   builds the MaxVol active set of the training set (MLIP-2's ``state.als``);
+2. ``mlip.ini`` switches selection on (``select:threshold-break`` = γ_break,
+   ``select:load-state state.als``, ``select:save-selected preselected.cfg``)
+   and ``in.lammps`` runs NVT Nose-Hoover from ``data.lammps`` (positions and
+   velocities), with a ``dump`` of positions, velocities and forces every step
+   and the thermo table (step, temperature, potential energy) every step;
+3. ``<lmp_cmd> -in in.lammps``: exit status 0 ends at ``max_steps``; exit
+   status 8 with MLIP's "Breaking threshold exceeded (MV-grade: X)" is the
+   normal γ break; anything else is an error quoting the output's tail.
+
+The final frame is the last dumped step (LAMMPS stops inside the force call
+of the breaking step, before its dump); ``gamma_at_stop`` is the grade MLIP
+reported for that breaking step. The γ history is the grade of every saved
+frame (``mlp calc-grade``) plus the breaking step's grade.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms, units
+from ase.data import chemical_symbols
+from ase.io.lammpsdata import write_lammps_data
+from jobflow import Maker, job
+from pymatgen.core import Structure
+from pymatgen.core.trajectory import Trajectory
+from pymatgen.io.lammps.outputs import parse_lammps_dumps
+
+from haml_flows.engines.choice import COMMANDS, require_command
+from haml_flows.engines.frames import (
+    atoms_with_velocities,
+    measure_cost,
+    structure_with_velocities,
+)
+from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
+from haml_flows.mtp.grade import load_potential
+from haml_flows.mtp.mlip_binary import calc_grade_with_mlp, run_mlp
+from haml_flows.schemas import MlpMdDoc
+
+BREAK_EXIT_STATUS = 8
+BREAK_MESSAGE = re.compile(r"Breaking threshold exceeded \(MV-grade:\s*([-+0-9.eE]+)\)")
+ANGSTROM_PER_PS = 1.0 / (1000.0 * units.fs)
+"""One Angstrom/ps (LAMMPS metal units) in ASE velocity units."""
+TAIL_LINES = 20
+LMP_COMMAND = COMMANDS[("mlpmd.engine", "lammps")]
+MLP_COMMAND = COMMANDS[("mtp.engine", "mlip")]
+
+
+class LammpsError(RuntimeError):
+    """LAMMPS failed, or its outputs cannot be read."""
+
+
+def lammps_frame(atoms: Atoms) -> Atoms:
+    """The atoms rotated so that the cell is lower triangular, as LAMMPS needs.
+
+    Positions and velocities are rotated together, so the dynamics are the
+    same; an orthorhombic cell is left unchanged.
+    """
+    rotated = atoms.copy()
+    cell, rotation = atoms.cell.standard_form(form="lower")
+    rotated.set_cell(cell, scale_atoms=False)
+    rotated.positions = atoms.positions @ rotation.T
+    rotated.set_velocities(atoms.get_velocities() @ rotation.T)
+    return rotated
+
+
+def mlip_ini(gamma_break: float, select_threshold: float) -> str:
+    """MLIP-2's settings file for MD with the extrapolation grade watching."""
+    return "\n".join(
+        [
+            "mtp-filename            pot.mtp",
+            "calculate-efs           TRUE",
+            "select                  TRUE",
+            f"select:threshold        {select_threshold!r}",
+            f"select:threshold-break  {gamma_break!r}",
+            "select:save-selected    preselected.cfg",
+            "select:load-state       state.als",
+            "",
+        ]
+    )
+
+
+def in_lammps(
+    symbols: list[str],
+    time_step: float,
+    temperature: float,
+    thermostat_time: float,
+    max_steps: int,
+) -> str:
+    """The LAMMPS input: NVT Nose-Hoover on the MTP, dump and thermo every step."""
+    return "\n".join(
+        [
+            "units           metal",
+            "atom_style      atomic",
+            "boundary        p p p",
+            "read_data       data.lammps",
+            "pair_style      mlip mlip.ini",
+            "pair_coeff      * *",
+            "neighbor        1.0 bin",
+            f"timestep        {time_step / 1000.0!r}",
+            f"fix             nvt all nvt temp {temperature!r} {temperature!r} "
+            f"{thermostat_time / 1000.0!r}",
+            "thermo_style    custom step temp pe ke etotal press",
+            "thermo          1",
+            "dump            traj all custom 1 dump.lammpstrj "
+            "id type element x y z vx vy vz fx fy fz",
+            f"dump_modify     traj element {' '.join(symbols)} sort id",
+            f"run             {max_steps}",
+            "",
+        ]
+    )
+
+
+def lmp_arguments(lmp_cmd: str) -> list[str]:
+    """The LAMMPS command line; ``-in in.lammps`` is added unless given."""
+    words = shlex.split(lmp_cmd)
+    if not {"-in", "-i"} & set(words):
+        words += ["-in", "in.lammps"]
+    return words
+
+
+def _tail(text: str) -> str:
+    return "\n".join(text.strip().splitlines()[-TAIL_LINES:]) or "(no output)"
+
+
+def run_lammps(lmp_cmd: str, directory: Path) -> float | None:
+    """Run LAMMPS; return the breaking grade, None for a run to the end."""
+    command = lmp_arguments(lmp_cmd)
+    try:
+        proc = subprocess.run(
+            command, cwd=directory, capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError as exc:
+        raise LammpsError(f"`{shlex.join(command)}` could not start: {exc}") from exc
+    (directory / "lmp.out").write_text(proc.stdout)
+    (directory / "lmp.err").write_text(proc.stderr)
+    log = directory / "log.lammps"
+    text = proc.stdout + proc.stderr + (log.read_text() if log.exists() else "")
+    found = BREAK_MESSAGE.findall(text)
+    if proc.returncode == 0:
+        return None
+    if proc.returncode == BREAK_EXIT_STATUS and found:
+        return float(found[-1])
+    raise LammpsError(
+        f"`{shlex.join(command)}` failed with exit status {proc.returncode}:\n"
+        f"{_tail(proc.stderr) if proc.stderr.strip() else _tail(proc.stdout)}"
+    )
+
+
+def read_dump_frames(path: Path, symbols: list[str]) -> list[tuple[int, Atoms]]:
+    """(step, atoms with velocities in ASE units) of every frame of a LAMMPS dump."""
+    frames = []
+    for dump in parse_lammps_dumps(str(path)):
+        data = dump.data.sort_values("id")
+        lattice = dump.box.to_lattice()
+        origin = np.asarray(dump.box.bounds)[:, 0]  # pymatgen gives xlo, not xlo_bound
+        elements = (
+            list(data["element"])
+            if "element" in data
+            else [symbols[int(t) - 1] for t in data["type"]]
+        )
+        atoms = Atoms(
+            elements,
+            positions=data[["x", "y", "z"]].to_numpy() - origin,
+            cell=lattice.matrix,
+            pbc=True,
+        )
+        atoms.set_velocities(data[["vx", "vy", "vz"]].to_numpy() * ANGSTROM_PER_PS)
+        frames.append((int(dump.timestep), atoms))
+    return frames
+
+
+def read_thermo(path: Path) -> dict[int, dict]:
+    """Step -> thermo row (Temp, PotEng, ...) of a LAMMPS log, finished or not.
+
+    pymatgen's ``parse_lammps_log`` skips runs without the closing "Loop
+    time" line, which is exactly how a run stopped by a γ break ends, so the
+    one-line thermo table is read here.
+    """
+    rows: dict[int, dict] = {}
+    header: list[str] | None = None
+    for line in path.read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["Step"]:
+            header = words
+            continue
+        if header is None:
+            continue
+        try:
+            values = [float(w) for w in words]
+        except ValueError:
+            header = None
+            continue
+        if len(values) != len(header):
+            header = None
+            continue
+        row = dict(zip(header, values))
+        rows[int(row["Step"])] = row
+    return rows
+
+
+@dataclass
+class LammpsMlpMdMaker(Maker):
+    """One NVT Nose-Hoover MLP-MD segment in LAMMPS + MLIP, stopped at γ > γ_break.
+
+    Same fields as the ASE maker; ``gamma_every`` is not used (MLIP grades
+    every step inside LAMMPS). ``lmp_cmd`` and ``mlp_cmd`` are commands or
+    ``">>lmp_cmd<<"`` / ``">>mlp_cmd<<"`` for the FireWorker's env;
+    ``select_threshold`` is MLIP's ``select:threshold`` (frames above it go
+    to preselected.cfg).
+    """
+
+    name: str = "mlpmd segment (lammps)"
+    time_step: float = 0.5
+    max_steps: int = 2000
+    gamma_break: float = 10.0
+    gamma_every: int = 1
+    temperature: float = 300.0
+    thermostat_time: float = 25.0
+    save_interval: int = 10
+    seed: int = 0
+    select_threshold: float = 2.0
+    lmp_cmd: str | None = ">>lmp_cmd<<"
+    mlp_cmd: str | None = ">>mlp_cmd<<"
+
+    def write_inputs(
+        self, directory: Path, structure: Structure, potential: str, training_set: str
+    ) -> list[str]:
+        """Write pot.mtp, train.cfg, mlip.ini, data.lammps, in.lammps; return symbols."""
+        species = [int(z) for z in load_potential(potential).species]
+        symbols = [chemical_symbols[z] for z in species]
+        missing = sorted({s.specie.symbol for s in structure} - set(symbols))
+        if missing:
+            raise ValueError(f"the potential does not describe the elements {missing}")
+        (directory / "pot.mtp").write_text(potential)
+        frames = cfg_to_frames(training_set)
+        (directory / "train.cfg").write_text(frames_to_cfg(frames, species=species))
+        (directory / "mlip.ini").write_text(
+            mlip_ini(self.gamma_break, self.select_threshold)
+        )
+        atoms = lammps_frame(atoms_with_velocities(structure))
+        with open(directory / "data.lammps", "w") as handle:
+            write_lammps_data(
+                handle, atoms, specorder=symbols, masses=True, velocities=True,
+                units="metal", atom_style="atomic",
+            )
+        (directory / "in.lammps").write_text(
+            in_lammps(
+                symbols, self.time_step, self.temperature, self.thermostat_time,
+                self.max_steps,
+            )
+        )
+        return symbols
+
+    @job(data=["trajectory", "gamma_history"])
+    def make(
+        self, structure: Structure, potential: str, training_set: str
+    ) -> MlpMdDoc:
+        """Run LAMMPS from the structure's positions and velocities until a stop rule."""
+        if "velocities" not in structure.site_properties:
+            raise ValueError("MLP-MD needs a structure with 'velocities' from AIMD")
+        lmp_cmd = require_command(self.lmp_cmd, LMP_COMMAND)
+        mlp_cmd = require_command(self.mlp_cmd, MLP_COMMAND)
+        directory = Path.cwd()
+        with measure_cost() as meter:
+            symbols = self.write_inputs(directory, structure, potential, training_set)
+            gamma_wall = time.perf_counter()
+            run_mlp(
+                mlp_cmd,
+                ["calc-grade", "pot.mtp", "train.cfg", "train.cfg", "out.cfg",
+                 "--als-filename=state.als"],
+                directory,
+            )
+            gamma_seconds = time.perf_counter() - gamma_wall
+            broke_at = run_lammps(lmp_cmd, directory)
+            doc_parts = self._read_back(directory, symbols, structure, broke_at)
+            gamma_wall = time.perf_counter()
+            saved = doc_parts.pop("saved_atoms")
+            grades = calc_grade_with_mlp(
+                potential, cfg_to_frames(training_set), saved, mlp_cmd
+            ) if saved else []
+            gamma_seconds += time.perf_counter() - gamma_wall
+        steps = [p["step"] for p in doc_parts["properties"]]
+        history = [[float(s), float(g)] for s, g in zip(steps, grades)]
+        for props, grade in zip(doc_parts["properties"], grades):
+            props["gamma"] = float(grade)
+        if broke_at is not None:
+            history.append([float(doc_parts["n_steps"] + 1), broke_at])
+        gammas = [g for _, g in history]
+        properties = doc_parts["properties"]
+        return MlpMdDoc(
+            engine="lammps+mlip",
+            structure=doc_parts["structure"],
+            trajectory=Trajectory.from_structures(
+                doc_parts["structures"], frame_properties=properties,
+                constant_lattice=True,
+            ),
+            gamma_history=history,
+            n_steps=doc_parts["n_steps"],
+            time_step_fs=self.time_step,
+            simulated_fs=doc_parts["n_steps"] * self.time_step,
+            stop_reason="gamma_break" if broke_at is not None else "max_steps",
+            gamma_at_stop=broke_at if broke_at is not None else gammas[-1],
+            gamma_max=float(np.max(gammas)),
+            temperature_start=float(properties[0]["temperature"]),
+            temperature_end=float(properties[-1]["temperature"]),
+            cost=meter.cost,
+            gamma_seconds=gamma_seconds,
+        )
+
+    def _read_back(
+        self, directory: Path, symbols: list[str], structure: Structure,
+        broke_at: float | None,
+    ) -> dict:
+        dump = directory / "dump.lammpstrj"
+        frames = read_dump_frames(dump, symbols) if dump.exists() else []
+        if not frames:
+            raise LammpsError(
+                f"LAMMPS wrote no frame to {dump}"
+                + (f" (it broke at the first step, γ = {broke_at})" if broke_at else "")
+            )
+        thermo = read_thermo(directory / "log.lammps")
+        last_step = frames[-1][0]
+        kept = [
+            (step, atoms) for step, atoms in frames
+            if step % self.save_interval == 0 or step == last_step
+        ]
+        structures, properties, saved_atoms = [], [], []
+        for step, atoms in kept:
+            if step not in thermo:
+                raise LammpsError(f"log.lammps has no thermo line for step {step}")
+            structures.append(structure_with_velocities(atoms))
+            properties.append(
+                {
+                    "step": step,
+                    "energy": float(thermo[step]["PotEng"]),
+                    "temperature": float(atoms.get_temperature()),
+                    "velocities": atoms.get_velocities().tolist(),
+                }
+            )
+            saved_atoms.append(atoms)
+        return {
+            "structure": structure_with_velocities(frames[-1][1]),
+            "structures": structures,
+            "properties": properties,
+            "saved_atoms": saved_atoms,
+            "n_steps": last_step,
+        }
