@@ -23,6 +23,7 @@ from pathlib import Path
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
+from haml_flows.database.retry import DatabaseUnavailableError
 from haml_flows.settings import HamlSettings
 
 SERVER_COMMAND = "secantusd-py"
@@ -41,10 +42,6 @@ _CONFIG_HEADER = """\
 """
 
 _USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)")
-
-
-class DatabaseUnavailableError(RuntimeError):
-    """The configured database does not answer."""
 
 
 class ServerStartError(RuntimeError):
@@ -68,17 +65,21 @@ def mask_uri(uri: str) -> str:
     return masked.split("?", 1)[0]
 
 
-def is_answering(uri: str, timeout_ms: int = 1000) -> bool:
+def is_answering(uri: str, timeout_ms: int = 1000, **client_kwargs) -> bool:
     """Return True when a MongoDB server at ``uri`` answers a ping.
 
     A server that refuses our credentials still answers: the caller then gets
     the authentication error, which says more than "not reachable".
+    ``client_kwargs`` (TLS options, credentials) go to the MongoClient.
     """
     client: MongoClient = MongoClient(
         uri,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms, 1000),
+        **{
+            **client_kwargs,
+            "serverSelectionTimeoutMS": timeout_ms,
+            "connectTimeoutMS": timeout_ms,
+            "socketTimeoutMS": max(timeout_ms, 1000),
+        },
     )
     try:
         client.admin.command("ping")
@@ -106,7 +107,9 @@ def ensure_database(settings: HamlSettings | None = None) -> str:
         if not server.answering():
             server.start()
         return uri
-    if not is_answering(uri, timeout_ms=settings.SERVER_SELECTION_TIMEOUT_MS):
+    if not is_answering(
+        uri, timeout_ms=settings.SERVER_SELECTION_TIMEOUT_MS, **settings.client_kwargs()
+    ):
         raise DatabaseUnavailableError(
             f"MongoDB at {mask_uri(uri)} does not answer "
             f"(waited {settings.SERVER_SELECTION_TIMEOUT_MS} ms). Check that it is "
@@ -162,6 +165,8 @@ class EmbeddedServer:
         ]
         if self.settings.DB_SYNC_ON_COMMIT:
             cmd.append("--sync-on-commit")
+        if self.settings.DB_AUTH:
+            cmd.append("--auth")
         return cmd
 
     def running_pid(self) -> int | None:
