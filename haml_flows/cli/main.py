@@ -14,6 +14,7 @@ from haml_flows.cli.build import build_app
 from haml_flows.cli.db import db_app
 from haml_flows.cli.mtp import mtp_app
 from haml_flows.cli.report import compare_command, report_command
+from haml_flows.cli.resume import resume_command
 from haml_flows.database.server import DatabaseUnavailableError, ensure_database
 from haml_flows.database.stores import make_job_store, make_launchpad
 from haml_flows.queries import cycle_docs, run_summary
@@ -31,6 +32,7 @@ app.add_typer(build_app, name="build")
 app.add_typer(mtp_app, name="mtp")
 app.command("report")(report_command)
 app.command("compare")(compare_command)
+app.command("resume")(resume_command)
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)
@@ -122,10 +124,14 @@ def run(
         f"{len(prepared.structure)} atoms, up to {prepared.spec.stop.max_cycles} cycles"
         f" or {prepared.spec.stop.total_time_ps} ps; working in {run_dir}"
     )
-    if fireworks:
-        run_prepared_on_fireworks(prepared, store, make_launchpad(settings), run_dir)
-    else:
-        run_prepared_locally(prepared, store, run_dir)
+    try:
+        if fireworks:
+            run_prepared_on_fireworks(prepared, store, make_launchpad(settings), run_dir)
+        else:
+            run_prepared_locally(prepared, store, run_dir)
+    except DatabaseUnavailableError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=3) from None
     store.connect()
     docs = cycle_docs(store, prepared.run_id)
     console.print(cycle_table(docs, f"run {prepared.run_id}"))

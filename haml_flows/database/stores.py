@@ -19,7 +19,11 @@ import gridfs
 from maggma.stores import GridFSStore, MongoStore
 from pymongo import MongoClient
 
-from haml_flows.database.retry import RetryPolicy, call_with_retry
+from haml_flows.database.retry import (
+    DatabaseUnavailableError,
+    RetryPolicy,
+    call_with_retry,
+)
 from haml_flows.database.server import mask_uri
 from haml_flows.settings import HamlSettings
 
@@ -33,6 +37,7 @@ class _SettingsConnection:
     """Mixin: connect with the settings and retry every call on outages."""
 
     _haml_settings: HamlSettings | None = None
+    outage: DatabaseUnavailableError | None = None
 
     @property
     def settings(self) -> HamlSettings:
@@ -45,12 +50,16 @@ class _SettingsConnection:
         return MongoClient(self.settings.mongodb_uri, **self.settings.client_kwargs())
 
     def _retry(self, call, what: str):
-        return call_with_retry(
-            call,
-            RetryPolicy.from_settings(self.settings),
-            f"{what} ({self.database}.{self.collection_name})",
-            mask_uri(self.settings.mongodb_uri),
-        )
+        try:
+            return call_with_retry(
+                call,
+                RetryPolicy.from_settings(self.settings),
+                f"{what} ({self.database}.{self.collection_name})",
+                mask_uri(self.settings.mongodb_uri),
+            )
+        except DatabaseUnavailableError as exc:
+            self.outage = exc
+            raise
 
     @property
     def name(self) -> str:
@@ -175,6 +184,15 @@ def make_job_store(settings: HamlSettings | None = None) -> JobStore:
     for store in (docs_store, data_store):
         store._haml_settings = settings
     return JobStore(docs_store, additional_stores={"data": data_store})
+
+
+def store_outage(store: JobStore) -> DatabaseUnavailableError | None:
+    """The outage that made one of ``store``'s stores give up, if any."""
+    for part in (store.docs_store, *store.additional_stores.values()):
+        outage = getattr(part, "outage", None)
+        if outage is not None:
+            return outage
+    return None
 
 
 def make_launchpad(settings: HamlSettings | None = None) -> LaunchPad:
