@@ -126,7 +126,7 @@ def _fireworks_query(run_id: str) -> dict:
 
 
 def recover_fireworks(
-    run_id: str, store: JobStore, launchpad, lost_after: float
+    run_id: str, store: JobStore, launchpad, lost_after: float, unlock: bool = False
 ) -> ResumeReport | None:
     """Make a run's lost and fizzled Fireworks READY again; None when it has none.
 
@@ -134,10 +134,23 @@ def recover_fireworks(
     worker died) and go back to READY, as ``lpad detect_lostruns --rerun`` does;
     FIZZLED Fireworks are rerun. Completed stages stay completed, so the run
     continues from the last completed stage.
+
+    A worker killed while FireWorks updated the workflow leaves the workflow
+    locked; ``unlock`` releases it as ``lpad admin unlock`` does (only when no
+    worker of this run is alive).
     """
+    from fireworks.core.launchpad import WFLock
+
     query = _fireworks_query(run_id)
-    if not launchpad.get_fw_ids(query=query):
+    fw_ids = launchpad.get_fw_ids(query=query)
+    if not fw_ids:
         return None
+    if unlock:
+        for workflow in launchpad.workflows.find(
+            {"nodes": {"$in": fw_ids}, "locked": True}, {"nodes": 1}
+        ):
+            with WFLock(launchpad, workflow["nodes"][0], expire_secs=0, kill=True):
+                pass
     _, lost, _ = launchpad.detect_lostruns(
         expiration_secs=lost_after, rerun=True, query=query
     )

@@ -22,6 +22,13 @@ def resume_command(
         "counts as lost and is rerun (FireWorks' default; use 0 when you know "
         "its worker is dead).",
     ),
+    unlock: bool = typer.Option(
+        False,
+        "--unlock",
+        help="FireWorks runs: release the workflow lock a worker killed while "
+        "FireWorks updated the workflow left behind (only when no worker of the "
+        "run is alive; as `lpad admin unlock`).",
+    ),
     workdir: Path = typer.Option(
         Path("haml_runs"), help="Directory for the jobs' working folders."
     ),
@@ -44,7 +51,9 @@ def resume_command(
     run_dir = workdir.resolve() / run_id
     try:
         launchpad = make_launchpad(settings)
-        report = recover_fireworks(run_id, store, launchpad, lost_after)
+        report = recover_fireworks(
+            run_id, store, launchpad, lost_after, unlock=unlock
+        )
         if report is not None:
             console.print(
                 f"resuming {run_id} on FireWorks: {report.cycles_done} cycles stored, "
