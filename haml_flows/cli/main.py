@@ -131,6 +131,7 @@ def run(
             run_prepared_locally(prepared, store, run_dir)
     except DatabaseUnavailableError as exc:
         console.print(f"[red]error:[/red] {exc}")
+        console.print(f"run id: {prepared.run_id}")
         raise typer.Exit(code=3) from None
     store.connect()
     docs = cycle_docs(store, prepared.run_id)

@@ -69,9 +69,9 @@ def call_with_retry(
                 raise DatabaseUnavailableError(
                     f"the database at {address} did not answer while {what}: "
                     f"{attempt} attempts over {waited:.0f} s (HAML_DB_RETRY_SECONDS="
-                    f"{policy.max_seconds:g}). Nothing of this write was stored; "
-                    "documents stored before are intact. Bring the database back, "
-                    "then continue the run with `haml resume RUN_ID`."
+                    f"{policy.max_seconds:g}). This call stored nothing; documents "
+                    "stored before are intact. Bring the database back, then "
+                    "continue the run with `haml resume RUN_ID`."
                 ) from exc
             logger.warning(
                 "database at %s unavailable while %s (%s); retry %d in %.1f s",

@@ -35,3 +35,31 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     target = os.environ.get("HAML_FAULT_TABLE")
     if target:
         Path(target).write_text(table)
+
+
+@pytest.fixture
+def private_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    unused_port,
+    embedded_db,
+):
+    """An embedded server of this test alone (it may stop and restart it).
+
+    Yields ``(server, settings)``; the HAML_* environment points at it, so
+    subprocesses started by the test use it too.
+    """
+    from haml_flows.database.server import EmbeddedServer
+    from haml_flows.settings import HamlSettings
+
+    db_dir = tmp_path_factory.mktemp("private_db")
+    monkeypatch.setenv("HAML_DB_DIR", str(db_dir))
+    monkeypatch.setenv("HAML_DB_PORT", str(unused_port()))
+    monkeypatch.setenv("HAML_DATABASE", "haml_fault")
+    settings = HamlSettings()
+    server = EmbeddedServer(settings)
+    server.start()
+    try:
+        yield server, settings
+    finally:
+        server.stop()
