@@ -94,6 +94,13 @@ def submit_to_fireworks(run: PreparedRun, store: JobStore, launchpad) -> None:
     """
     from jobflow.managers.fireworks import flow_to_workflow
 
+    if launchpad.fw_id_assigner.count_documents({}) == 0:
+        if launchpad.fireworks.count_documents({}) or launchpad.workflows.count_documents({}):
+            raise RuntimeError(
+                "the LaunchPad holds Fireworks but no id counter; repair it with "
+                "`lpad admin tuneup` or `lpad reset` before submitting"
+            )
+        launchpad.reset("", require_password=False)  # a new, empty LaunchPad
     launchpad.add_wf(flow_to_workflow(run.flow, store=store))
 
 

@@ -44,6 +44,10 @@ _CONFIG_HEADER = """\
 _USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)")
 
 
+class DatabaseAuthError(DatabaseUnavailableError):
+    """The database answers but refuses the configured credentials."""
+
+
 class ServerStartError(RuntimeError):
     """The embedded server could not be started."""
 
@@ -106,6 +110,7 @@ def ensure_database(settings: HamlSettings | None = None) -> str:
         server = EmbeddedServer(settings)
         if not server.answering():
             server.start()
+        check_credentials(settings)
         return uri
     if not is_answering(
         uri, timeout_ms=settings.SERVER_SELECTION_TIMEOUT_MS, **settings.client_kwargs()
@@ -117,7 +122,47 @@ def ensure_database(settings: HamlSettings | None = None) -> str:
             "the haml config file) is right; to use the embedded database "
             "instead, unset MONGODB_URI and run `haml db start`."
         )
+    check_credentials(settings)
     return uri
+
+
+_AUTH_FAILED = 18
+_UNAUTHORIZED = 13
+
+
+def check_credentials(settings: HamlSettings) -> None:
+    """Fail early, with a message that names the setting, when access is refused.
+
+    The message names the user and the authSource, never the password.
+    """
+    client: MongoClient = MongoClient(settings.mongodb_uri, **settings.client_kwargs())
+    try:
+        client[settings.DATABASE].command("ping")
+        client[settings.DATABASE].list_collection_names()
+    except OperationFailure as exc:
+        where = mask_uri(settings.mongodb_uri)
+        if exc.code == _AUTH_FAILED:
+            raise DatabaseAuthError(
+                f"MongoDB at {where} refused the credentials of user "
+                f"{settings.MONGODB_USERNAME!r} (authSource "
+                f"{settings.MONGODB_AUTH_SOURCE!r}): authentication failed. Check "
+                "HAML_MONGODB_USERNAME, HAML_MONGODB_PASSWORD and "
+                "HAML_MONGODB_AUTH_SOURCE (environment or config file)."
+            ) from None
+        if exc.code == _UNAUTHORIZED:
+            who = (
+                f"user {settings.MONGODB_USERNAME!r} may not use database "
+                f"{settings.DATABASE!r}"
+                if settings.MONGODB_USERNAME
+                else "it requires authentication: set HAML_MONGODB_USERNAME and "
+                "HAML_MONGODB_PASSWORD (environment or config file)"
+            )
+            raise DatabaseAuthError(f"MongoDB at {where} refused access: {who}.") from None
+        raise
+    except PyMongoError:
+        pass  # not reachable: the store's retries and their error deal with that
+    finally:
+        client.close()
 
 
 class EmbeddedServer:

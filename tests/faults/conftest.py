@@ -63,3 +63,40 @@ def private_server(
         yield server, settings
     finally:
         server.stop()
+
+
+@pytest.fixture
+def auth_server(private_server, monkeypatch: pytest.MonkeyPatch):
+    """The private server restarted with SCRAM authentication on.
+
+    A user with readWrite on the test database is created first (the server
+    has no users until then), then the server restarts with ``--auth``.
+    The HAML_* environment carries the user and a fresh random password, as
+    a user's environment or config file would. Yields ``(server, settings)``.
+    """
+    import secrets
+
+    from pymongo import MongoClient
+
+    from haml_flows.database.server import EmbeddedServer
+    from haml_flows.settings import HamlSettings
+
+    server, settings = private_server
+    password = secrets.token_urlsafe(18)
+    client: MongoClient = MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=5000)
+    client.admin.command(
+        "createUser", "haml", pwd=password,
+        roles=[{"role": "readWrite", "db": settings.DATABASE}],
+    )
+    client.close()
+    server.stop()
+    monkeypatch.setenv("HAML_DB_AUTH", "true")
+    monkeypatch.setenv("HAML_MONGODB_USERNAME", "haml")
+    monkeypatch.setenv("HAML_MONGODB_PASSWORD", password)
+    settings = HamlSettings()
+    server = EmbeddedServer(settings)
+    server.start()
+    try:
+        yield server, settings
+    finally:
+        server.stop()
