@@ -121,7 +121,7 @@ def test_wrong_or_missing_credentials_fail_clearly(
     fault_ledger.record(
         "wrong or missing database credentials",
         injected="wrong password; no user at all",
-        recovered=False,
+        recovered=True,
         documents_lost=before - after,
         outcome="stopped before anything ran, naming the user, authSource and the "
         "settings to fix (exit code 2); password not echoed",
