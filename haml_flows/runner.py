@@ -159,7 +159,7 @@ def recover_fireworks(
             with WFLock(launchpad, workflow["nodes"][0], expire_secs=0, kill=True):
                 pass
     _, lost, _ = launchpad.detect_lostruns(
-        expiration_secs=lost_after, rerun=True, query=query
+        expiration_secs=lost_after, rerun=True, refresh=True, query=query
     )
     fizzled = launchpad.get_fw_ids(query={**query, "state": "FIZZLED"})
     for fw_id in fizzled:

@@ -8,8 +8,10 @@ with ``haml resume``. The local test kills ``haml run`` itself and resumes.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -189,4 +191,56 @@ def test_killed_local_run_resumed(haml_settings, job_store, tmp_path, fault_ledg
         recovered=True,
         documents_lost=lost,
         outcome=f"`haml resume RUN_ID` from cycle 2: cycles 1-{CYCLES} once each",
+    )
+
+
+def test_worker_killed_inside_a_workflow_update(
+    haml_settings, job_store, tmp_path, fault_ledger
+):
+    """SIGKILL while the worker holds FireWorks' workflow lock; resume --unlock."""
+    launchpad = make_launchpad(haml_settings)
+    launchpad.reset("", require_password=False)
+    run = prepare_run(write_spec(tmp_path / "spec.yaml", stop__max_cycles=2))
+    submit_to_fireworks(run, job_store, launchpad)
+    lp_file, fw_file = write_launchpad_files(tmp_path, haml_settings, run.run_id)
+    env = env_for(haml_settings)
+    worker = start(_rlaunch(lp_file, fw_file), env, tmp_path / "worker", tmp_path / "worker.log")
+
+    def frozen_inside_lock() -> bool:
+        # freeze the worker the moment its lock is seen; kill it only if it
+        # still holds the lock while frozen, else let it go on
+        if not launchpad.workflows.find_one({"locked": True}, {"_id": 1}):
+            return False
+        os.killpg(worker.pid, signal.SIGSTOP)
+        if launchpad.workflows.find_one({"locked": True}, {"_id": 1}):
+            return True
+        os.killpg(worker.pid, signal.SIGCONT)
+        return False
+
+    try:
+        wait_for(frozen_inside_lock, timeout=240, poll=0.002, what="the workflow lock")
+    finally:
+        kill_group(worker)
+    database = connect(haml_settings)
+    before = stored_keys(database, haml_settings.DOCS_COLLECTION)
+    assert launchpad.workflows.find_one({"locked": True})  # left behind by the dead worker
+
+    result = run_haml(
+        "resume", run.run_id, "--lost-after", "0", "--unlock",
+        "--workdir", str(tmp_path / "resume"), env=env, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not launchpad.workflows.find_one({"locked": True})
+    states = {fw["state"] for fw in launchpad.fireworks.find({}, {"state": 1})}
+    assert states == {"COMPLETED"}
+    assert cycle_counts(database, haml_settings.DOCS_COLLECTION, run.run_id) == {1: 1, 2: 1}
+    assert run_summary(job_store, run.run_id).cycles == 2
+    lost = len(before - stored_keys(database, haml_settings.DOCS_COLLECTION))
+    assert lost == 0
+    fault_ledger.record(
+        "worker killed inside a FireWorks workflow update",
+        injected="SIGKILL of an rlaunch worker while it held the workflow lock",
+        recovered=True,
+        documents_lost=lost,
+        outcome="`haml resume RUN_ID --unlock`: lock released, cycles 1-2 once each",
     )
