@@ -10,8 +10,10 @@ from pathlib import Path
 from jobflow import Flow, JobStore, run_locally
 from pymatgen.core import Structure
 
+from haml_flows.database.stores import store_outage
 from haml_flows.flows.haml import HamlMaker
-from haml_flows.spec import RunSpec, SpecError, load_spec
+from haml_flows.queries import cycle_docs, run_doc, run_summary
+from haml_flows.spec import RunSpec, SpecError, load_spec, parse_spec
 
 
 @dataclass
@@ -62,21 +64,180 @@ def _working_directory(path: Path):
 
 def run_prepared_locally(run: PreparedRun, store: JobStore, workdir: Path) -> None:
     """Run the flow in this process with jobflow's local manager."""
+    _run_flow_locally(run.flow, store, workdir)
+
+
+def _run_flow_locally(flow: Flow, store: JobStore, workdir: Path) -> None:
+    """``run_locally``; a database outage surfaces as DatabaseUnavailableError.
+
+    jobflow logs a failed job and raises a bare RuntimeError; when the job
+    failed because the store gave up retrying, that error is the one to show.
+    """
     with _working_directory(workdir):
-        run_locally(
-            run.flow, store=store, create_folders=True, log=False, ensure_success=True
-        )
+        try:
+            run_locally(
+                flow, store=store, create_folders=True, log=False, ensure_success=True
+            )
+        except RuntimeError:
+            outage = store_outage(store)
+            if outage is not None:
+                raise outage from None
+            raise
+
+
+def submit_to_fireworks(run: PreparedRun, store: JobStore, launchpad) -> None:
+    """Add the run's flow to the LaunchPad; workers query ``spec.haml_run_id``.
+
+    The store serializes to database and collection names only: the Firework
+    specs carry no URI or password, and each worker connects with its own
+    settings (HAML_* environment or config file).
+    """
+    from jobflow.managers.fireworks import flow_to_workflow
+
+    if launchpad.fw_id_assigner.count_documents({}) == 0:
+        if launchpad.fireworks.count_documents({}) or launchpad.workflows.count_documents({}):
+            raise RuntimeError(
+                "the LaunchPad holds Fireworks but no id counter; repair it with "
+                "`lpad admin tuneup` or `lpad reset` before submitting"
+            )
+        launchpad.reset("", require_password=False)  # a new, empty LaunchPad
+    launchpad.add_wf(flow_to_workflow(run.flow, store=store))
 
 
 def run_prepared_on_fireworks(
     run: PreparedRun, store: JobStore, launchpad, workdir: Path
 ) -> None:
     """Add the flow to the LaunchPad and launch this run's Fireworks here."""
+    submit_to_fireworks(run, store, launchpad)
+    launch_run_fireworks(run.run_id, launchpad, workdir)
+
+
+class ResumeError(RuntimeError):
+    """A run that cannot be resumed; the message says why and what to do."""
+
+
+@dataclass
+class ResumeReport:
+    """What ``resume`` found and did."""
+
+    run_id: str
+    manager: str
+    cycles_done: int
+    lost_fireworks: list[int]
+    rerun_fireworks: list[int]
+    next_cycle: int | None = None
+
+
+def _fireworks_query(run_id: str) -> dict:
+    return {"spec.haml_run_id": run_id}
+
+
+def recover_fireworks(
+    run_id: str, store: JobStore, launchpad, lost_after: float, unlock: bool = False
+) -> ResumeReport | None:
+    """Make a run's lost and fizzled Fireworks READY again; None when it has none.
+
+    Fireworks still RUNNING but silent for ``lost_after`` seconds are lost (their
+    worker died) and go back to READY, as ``lpad detect_lostruns --rerun`` does;
+    FIZZLED Fireworks are rerun. Completed stages stay completed, so the run
+    continues from the last completed stage.
+
+    A worker killed while FireWorks updated the workflow leaves the workflow
+    locked; ``unlock`` releases it as ``lpad admin unlock`` does (only when no
+    worker of this run is alive).
+    """
+    from fireworks.core.launchpad import WFLock
+
+    query = _fireworks_query(run_id)
+    fw_ids = launchpad.get_fw_ids(query=query)
+    if not fw_ids:
+        return None
+    if unlock:
+        for workflow in launchpad.workflows.find(
+            {"nodes": {"$in": fw_ids}, "locked": True}, {"nodes": 1}
+        ):
+            with WFLock(launchpad, workflow["nodes"][0], expire_secs=0, kill=True):
+                pass
+    _, lost, _ = launchpad.detect_lostruns(
+        expiration_secs=lost_after, rerun=True, refresh=True, query=query
+    )
+    fizzled = launchpad.get_fw_ids(query={**query, "state": "FIZZLED"})
+    for fw_id in fizzled:
+        launchpad.rerun_fw(fw_id)
+    return ResumeReport(
+        run_id=run_id,
+        manager="fireworks",
+        cycles_done=len(cycle_docs(store, run_id)),
+        lost_fireworks=list(lost),
+        rerun_fireworks=list(fizzled),
+    )
+
+
+def launch_run_fireworks(run_id: str, launchpad, workdir: Path) -> None:
+    """Run this run's READY Fireworks here until none is left (``rapidfire``)."""
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import rapidfire
-    from jobflow.managers.fireworks import flow_to_workflow
 
-    launchpad.add_wf(flow_to_workflow(run.flow, store=store))
-    worker = FWorker(name="haml-local", query={"spec.haml_run_id": run.run_id})
+    worker = FWorker(name="haml-local", query=_fireworks_query(run_id))
     with _working_directory(workdir):
         rapidfire(launchpad, fworker=worker, nlaunches=0, sleep_time=0, max_loops=1)
+
+
+def resume_locally(run_id: str, store: JobStore, workdir: Path) -> ResumeReport:
+    """Continue a run of ``haml run`` (no FireWorks) after its last stored cycle.
+
+    The next cycle starts from the last MLP-MD frame (with velocities), the last
+    potential and the training set of the last completed cycle, exactly as the
+    interrupted loop would have. Stage jobs of that cycle have the same uuids as
+    before, so outputs of a half-finished cycle are replaced, not duplicated.
+    """
+    start = run_doc(store, run_id)
+    if start is None:
+        raise ResumeError(
+            f"run {run_id!r} has no run document: it never started (or the id is "
+            "wrong); start it again with `haml run SPEC.yaml`"
+        )
+    if run_summary(store, run_id) is not None:
+        raise ResumeError(f"run {run_id!r} has finished; nothing to resume")
+    maker = HamlMaker.from_spec(parse_spec(start.spec), run_id=run_id)
+    cycle_maker = maker.cycle_maker
+    cycle_maker.run_id = run_id
+    done = cycle_docs(store, run_id)
+    if done:
+        last = done[-1]
+        mlpmd = _output(store, last.mlpmd_job)
+        training = _output(store, last.training_job)
+        structure = _structure(mlpmd["structure"])
+        next_job = cycle_maker.make(
+            structure,
+            last.cycle + 1,
+            last.cumulative_fs,
+            training["training_set"],
+            training["potential"],
+        )
+        next_cycle = last.cycle + 1
+    else:
+        next_job = cycle_maker.make(start.structure)
+        next_cycle = 1
+    next_job.name = f"{cycle_maker.name} {next_cycle}"
+    next_job.metadata.update(run_id=run_id, cycle=next_cycle, stage="cycle")
+    flow = Flow([next_job], output=next_job.output, name=f"haml {run_id}")
+    flow.update_config({"manager_config": {"haml_run_id": run_id}})
+    _run_flow_locally(flow, store, workdir)
+    return ResumeReport(
+        run_id=run_id,
+        manager="local",
+        cycles_done=len(done),
+        lost_fireworks=[],
+        rerun_fireworks=[],
+        next_cycle=next_cycle,
+    )
+
+
+def _output(store: JobStore, uuid: str) -> dict:
+    output = store.get_output(uuid, load=True)
+    return output if isinstance(output, dict) else output.model_dump()
+
+
+def _structure(value) -> Structure:
+    return value if isinstance(value, Structure) else Structure.from_dict(value)

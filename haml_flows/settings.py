@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEFAULT_CONFIG_FILE = "~/.haml/config.yaml"
@@ -45,8 +45,42 @@ class HamlSettings(BaseSettings):
     )
     MONGODB_URI: str | None = Field(
         None,
+        repr=False,
         description="MongoDB URI. None means the embedded server at "
         "DB_HOST:DB_PORT. Credentials belong here or in the environment only.",
+    )
+    MONGODB_USERNAME: str | None = Field(
+        None, description="User for SCRAM authentication (config file or env only)."
+    )
+    MONGODB_PASSWORD: SecretStr | None = Field(
+        None,
+        description="Password for SCRAM authentication (config file or env only); "
+        "never printed, logged or written into workflow documents.",
+    )
+    MONGODB_AUTH_SOURCE: str = Field(
+        "admin", description="Database holding the user (authSource)."
+    )
+    MONGODB_CLIENT_OPTIONS: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra pymongo MongoClient options, passed through unchanged, "
+        "e.g. {'tls': true, 'tlsCAFile': '/path/ca.pem'}.",
+    )
+    DB_AUTH: bool = Field(
+        False,
+        description="Start the embedded server with --auth (SCRAM-SHA-256); "
+        "clients then need MONGODB_USERNAME and MONGODB_PASSWORD.",
+    )
+    DB_RETRY_SECONDS: float = Field(
+        300.0,
+        ge=0,
+        description="How long reads and writes of the job store retry while the "
+        "database does not answer before the run stops with an error.",
+    )
+    DB_RETRY_INITIAL_DELAY: float = Field(
+        0.5, gt=0, description="First wait between retries, s; doubles each retry."
+    )
+    DB_RETRY_MAX_DELAY: float = Field(
+        15.0, gt=0, description="Longest wait between two retries, s."
     )
     DATABASE: str = Field("haml", description="Database name for all collections.")
     DOCS_COLLECTION: str = Field(
@@ -112,6 +146,19 @@ class HamlSettings(BaseSettings):
     def mongodb_uri(self) -> str:
         """The URI clients connect to."""
         return self.MONGODB_URI or f"mongodb://{self.DB_HOST}:{self.DB_PORT}"
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of every MongoClient: timeouts, credentials, TLS."""
+        kwargs: dict[str, Any] = {
+            "serverSelectionTimeoutMS": self.SERVER_SELECTION_TIMEOUT_MS
+        }
+        if self.MONGODB_USERNAME:
+            kwargs["username"] = self.MONGODB_USERNAME
+            kwargs["authSource"] = self.MONGODB_AUTH_SOURCE
+        if self.MONGODB_PASSWORD is not None:
+            kwargs["password"] = self.MONGODB_PASSWORD.get_secret_value()
+        kwargs.update(self.MONGODB_CLIENT_OPTIONS)
+        return kwargs
 
     @property
     def uses_embedded_server(self) -> bool:

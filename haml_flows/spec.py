@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymatgen.core import Element, Structure
@@ -173,7 +174,22 @@ class RunSpec(_Section):
                 f"mtp.cutoff ({self.mtp.cutoff}) must be above mtp.min_dist "
                 f"({self.mtp.min_dist})"
             )
+        shortest = _shortest_distance(structure)
+        if shortest is not None and self.mtp.cutoff <= shortest:
+            raise SpecError(
+                f"mtp.cutoff ({self.mtp.cutoff}) must be above the shortest "
+                f"interatomic distance of the system ({shortest:.2f} A), else the "
+                "potential sees no neighbours; allowed: cutoff > "
+                f"{max(shortest, self.mtp.min_dist or 0):.2f}"
+            )
         elements = sorted({site.specie.symbol for site in structure})
+        if self.reference.engine == "xtb":
+            beyond = [e for e in elements if Element(e).Z > _XTB_MAX_Z]
+            if beyond:
+                raise SpecError(
+                    f"reference.engine 'xtb' (GFN1-xTB) cannot describe {beyond}; "
+                    f"allowed: elements H to Rn (Z <= {_XTB_MAX_Z})"
+                )
         if self.mtp.species is not None:
             missing = sorted(set(elements) - set(self.mtp.species))
             if missing:
@@ -183,13 +199,34 @@ class RunSpec(_Section):
                 )
 
 
+_XTB_MAX_Z = 86  # GFN1-xTB is parametrized for H to Rn
+
+
+def _shortest_distance(structure: Structure) -> float | None:
+    if len(structure) < 2:
+        return None
+    distances = structure.distance_matrix
+    return float(distances[~np.eye(len(structure), dtype=bool)].min())
+
+
+def _allowed_keys(loc: tuple) -> list[str]:
+    """Field names of the section that ``loc`` points into."""
+    model: Any = RunSpec
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not isinstance(field.annotation, type):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields) if issubclass(model, BaseModel) else []
+
+
 def _format_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "spec"
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = "unknown key"
+            message = f"unknown key; allowed: {_allowed_keys(err['loc'])}"
         lines.append(f"{where}: {message}")
     return "; ".join(lines)
 

@@ -20,6 +20,7 @@ from haml_flows.cli.screen import (
     status_command,
     worker_command,
 )
+from haml_flows.cli.resume import resume_command
 from haml_flows.database.server import DatabaseUnavailableError, ensure_database
 from haml_flows.database.stores import make_job_store, make_launchpad
 from haml_flows.queries import cycle_docs, run_summary
@@ -41,6 +42,7 @@ app.command("screen")(screen_command)
 app.command("status")(status_command)
 app.command("results")(results_command)
 app.command("worker")(worker_command)
+app.command("resume")(resume_command)
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)
@@ -132,10 +134,15 @@ def run(
         f"{len(prepared.structure)} atoms, up to {prepared.spec.stop.max_cycles} cycles"
         f" or {prepared.spec.stop.total_time_ps} ps; working in {run_dir}"
     )
-    if fireworks:
-        run_prepared_on_fireworks(prepared, store, make_launchpad(settings), run_dir)
-    else:
-        run_prepared_locally(prepared, store, run_dir)
+    try:
+        if fireworks:
+            run_prepared_on_fireworks(prepared, store, make_launchpad(settings), run_dir)
+        else:
+            run_prepared_locally(prepared, store, run_dir)
+    except DatabaseUnavailableError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"run id: {prepared.run_id}")
+        raise typer.Exit(code=3) from None
     store.connect()
     docs = cycle_docs(store, prepared.run_id)
     console.print(cycle_table(docs, f"run {prepared.run_id}"))

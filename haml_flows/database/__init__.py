@@ -1,6 +1,7 @@
 """Storage: the embedded database server and the stores built on it."""
 
 from haml_flows.database.server import (
+    DatabaseAuthError,
     DatabaseUnavailableError,
     EmbeddedServer,
     ServerStartError,
@@ -12,6 +13,7 @@ from haml_flows.database.server import (
 from haml_flows.database.stores import connect, make_job_store, make_launchpad
 
 __all__ = [
+    "DatabaseAuthError",
     "DatabaseUnavailableError",
     "EmbeddedServer",
     "ServerStartError",

@@ -23,6 +23,7 @@ from pathlib import Path
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
+from haml_flows.database.retry import DatabaseUnavailableError
 from haml_flows.settings import HamlSettings
 
 SERVER_COMMAND = "secantusd-py"
@@ -43,8 +44,8 @@ _CONFIG_HEADER = """\
 _USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^@/?#]*@)")
 
 
-class DatabaseUnavailableError(RuntimeError):
-    """The configured database does not answer."""
+class DatabaseAuthError(DatabaseUnavailableError):
+    """The database answers but refuses the configured credentials."""
 
 
 class ServerStartError(RuntimeError):
@@ -68,17 +69,21 @@ def mask_uri(uri: str) -> str:
     return masked.split("?", 1)[0]
 
 
-def is_answering(uri: str, timeout_ms: int = 1000) -> bool:
+def is_answering(uri: str, timeout_ms: int = 1000, **client_kwargs) -> bool:
     """Return True when a MongoDB server at ``uri`` answers a ping.
 
     A server that refuses our credentials still answers: the caller then gets
     the authentication error, which says more than "not reachable".
+    ``client_kwargs`` (TLS options, credentials) go to the MongoClient.
     """
     client: MongoClient = MongoClient(
         uri,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms, 1000),
+        **{
+            **client_kwargs,
+            "serverSelectionTimeoutMS": timeout_ms,
+            "connectTimeoutMS": timeout_ms,
+            "socketTimeoutMS": max(timeout_ms, 1000),
+        },
     )
     try:
         client.admin.command("ping")
@@ -105,8 +110,11 @@ def ensure_database(settings: HamlSettings | None = None) -> str:
         server = EmbeddedServer(settings)
         if not server.answering():
             server.start()
+        check_credentials(settings)
         return uri
-    if not is_answering(uri, timeout_ms=settings.SERVER_SELECTION_TIMEOUT_MS):
+    if not is_answering(
+        uri, timeout_ms=settings.SERVER_SELECTION_TIMEOUT_MS, **settings.client_kwargs()
+    ):
         raise DatabaseUnavailableError(
             f"MongoDB at {mask_uri(uri)} does not answer "
             f"(waited {settings.SERVER_SELECTION_TIMEOUT_MS} ms). Check that it is "
@@ -114,7 +122,47 @@ def ensure_database(settings: HamlSettings | None = None) -> str:
             "the haml config file) is right; to use the embedded database "
             "instead, unset MONGODB_URI and run `haml db start`."
         )
+    check_credentials(settings)
     return uri
+
+
+_AUTH_FAILED = 18
+_UNAUTHORIZED = 13
+
+
+def check_credentials(settings: HamlSettings) -> None:
+    """Fail early, with a message that names the setting, when access is refused.
+
+    The message names the user and the authSource, never the password.
+    """
+    client: MongoClient = MongoClient(settings.mongodb_uri, **settings.client_kwargs())
+    try:
+        client[settings.DATABASE].command("ping")
+        client[settings.DATABASE].list_collection_names()
+    except OperationFailure as exc:
+        where = mask_uri(settings.mongodb_uri)
+        if exc.code == _AUTH_FAILED:
+            raise DatabaseAuthError(
+                f"MongoDB at {where} refused the credentials of user "
+                f"{settings.MONGODB_USERNAME!r} (authSource "
+                f"{settings.MONGODB_AUTH_SOURCE!r}): authentication failed. Check "
+                "HAML_MONGODB_USERNAME, HAML_MONGODB_PASSWORD and "
+                "HAML_MONGODB_AUTH_SOURCE (environment or config file)."
+            ) from None
+        if exc.code == _UNAUTHORIZED:
+            who = (
+                f"user {settings.MONGODB_USERNAME!r} may not use database "
+                f"{settings.DATABASE!r}"
+                if settings.MONGODB_USERNAME
+                else "it requires authentication: set HAML_MONGODB_USERNAME and "
+                "HAML_MONGODB_PASSWORD (environment or config file)"
+            )
+            raise DatabaseAuthError(f"MongoDB at {where} refused access: {who}.") from None
+        raise
+    except PyMongoError:
+        pass  # not reachable: the store's retries and their error deal with that
+    finally:
+        client.close()
 
 
 class EmbeddedServer:
@@ -162,6 +210,8 @@ class EmbeddedServer:
         ]
         if self.settings.DB_SYNC_ON_COMMIT:
             cmd.append("--sync-on-commit")
+        if self.settings.DB_AUTH:
+            cmd.append("--auth")
         return cmd
 
     def running_pid(self) -> int | None:

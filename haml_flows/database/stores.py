@@ -1,16 +1,30 @@
 """Clients of the database: the jobflow JobStore, the FireWorks LaunchPad, pymongo.
 
-All three use ``settings.mongodb_uri`` and ``settings.DATABASE``, so the
-embedded server and a real MongoDB are interchangeable. Nothing here starts a
-server or connects eagerly; call :func:`ensure_database` first.
+All of them take the address, credentials and TLS options from the settings
+(``HamlSettings``: config file or ``HAML_*`` environment), so the embedded
+server and a real MongoDB are interchangeable. Nothing here starts a server or
+connects eagerly; call :func:`ensure_database` first.
+
+The job store's two stores serialize to their database and collection names
+only. When a workflow goes to FireWorks, the Firework specs therefore carry no
+URI and no password: each worker connects with its own settings.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
+import gridfs
+from maggma.stores import GridFSStore, MongoStore
 from pymongo import MongoClient
 
+from haml_flows.database.retry import (
+    DatabaseUnavailableError,
+    RetryPolicy,
+    call_with_retry,
+)
+from haml_flows.database.server import mask_uri
 from haml_flows.settings import HamlSettings
 
 if TYPE_CHECKING:
@@ -19,36 +33,166 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
 
-def _client_kwargs(settings: HamlSettings) -> dict:
-    return {"serverSelectionTimeoutMS": settings.SERVER_SELECTION_TIMEOUT_MS}
+class _SettingsConnection:
+    """Mixin: connect with the settings and retry every call on outages."""
+
+    _haml_settings: HamlSettings | None = None
+    outage: DatabaseUnavailableError | None = None
+
+    @property
+    def settings(self) -> HamlSettings:
+        """The settings given to :func:`make_job_store`, else this process's."""
+        if self._haml_settings is None:
+            self._haml_settings = HamlSettings()
+        return self._haml_settings
+
+    def _client(self) -> MongoClient:
+        return MongoClient(self.settings.mongodb_uri, **self.settings.client_kwargs())
+
+    def _retry(self, call, what: str):
+        try:
+            return call_with_retry(
+                call,
+                RetryPolicy.from_settings(self.settings),
+                f"{what} ({self.database}.{self.collection_name})",
+                mask_uri(self.settings.mongodb_uri),
+            )
+        except DatabaseUnavailableError as exc:
+            self.outage = exc
+            raise
+
+    @property
+    def name(self) -> str:
+        """Where the store lives, without credentials."""
+        return f"{mask_uri(self.settings.mongodb_uri)}/{self.database}/{self.collection_name}"
+
+
+class SettingsMongoStore(_SettingsConnection, MongoStore):
+    """maggma ``MongoStore`` connected through the settings, retrying on outages.
+
+    Writes are maggma's ``ReplaceOne(upsert=True)`` on the store key, so a retried
+    or repeated write replaces the document instead of adding a second one.
+    """
+
+    def __init__(self, database: str, collection_name: str, **kwargs: Any) -> None:
+        super().__init__(database=database, collection_name=collection_name, **kwargs)
+
+    def connect(self, force_reset: bool = False) -> None:
+        """Open a client with the settings' URI, credentials and TLS options."""
+        if self._coll is None or force_reset:
+            self._coll = self._client()[self.database][self.collection_name]
+
+    def update(self, docs, key=None) -> None:
+        """Upsert ``docs``; retried while the database is away."""
+        self._retry(lambda: MongoStore.update(self, docs, key=key), "writing documents")
+
+    def query(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
+        """Documents matching the query; retried while the database is away."""
+        docs = self._retry(
+            lambda: list(MongoStore.query(self, *args, **kwargs)), "reading documents"
+        )
+        yield from docs
+
+    def count(self, *args: Any, **kwargs: Any) -> int:
+        """Number of matching documents; retried while the database is away."""
+        return self._retry(lambda: MongoStore.count(self, *args, **kwargs), "counting")
+
+    def distinct(self, *args: Any, **kwargs: Any) -> list:
+        """Distinct values; retried while the database is away."""
+        return self._retry(
+            lambda: MongoStore.distinct(self, *args, **kwargs), "reading documents"
+        )
+
+    def remove_docs(self, criteria: dict) -> None:
+        """Remove matching documents; retried while the database is away."""
+        self._retry(lambda: MongoStore.remove_docs(self, criteria), "removing documents")
+
+    def ensure_index(self, *args: Any, **kwargs: Any) -> bool:
+        """Create an index; retried while the database is away."""
+        return self._retry(
+            lambda: MongoStore.ensure_index(self, *args, **kwargs), "creating an index"
+        )
+
+
+class SettingsGridFSStore(_SettingsConnection, GridFSStore):
+    """maggma ``GridFSStore`` connected through the settings, retrying on outages.
+
+    A write stores the new file first and removes older versions afterwards,
+    so an interrupted write never leaves a key without data.
+    """
+
+    def __init__(self, database: str, collection_name: str, **kwargs: Any) -> None:
+        super().__init__(database=database, collection_name=collection_name, **kwargs)
+
+    def connect(self, force_reset: bool = False) -> None:
+        """Open GridFS with the settings' URI, credentials and TLS options."""
+        if not self._coll or force_reset:
+            db = self._client()[self.database]
+            self._coll = gridfs.GridFS(db, self.collection_name)
+            self._files_collection = db[f"{self.collection_name}.files"]
+            self._fs = MongoStore.from_collection(self._files_collection)
+            self._fs.last_updated_field = f"metadata.{self.last_updated_field}"
+            self._fs.key = self.key
+            self._chunks_collection = db[f"{self.collection_name}.chunks"]
+
+    def update(self, docs, key=None, additional_metadata=None) -> None:
+        """Store ``docs`` as GridFS files; retried while the database is away."""
+        self._retry(
+            lambda: GridFSStore.update(
+                self, docs, key=key, additional_metadata=additional_metadata
+            ),
+            "writing large data",
+        )
+
+    def query(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
+        """Files matching the query; retried while the database is away."""
+        docs = self._retry(
+            lambda: list(GridFSStore.query(self, *args, **kwargs)), "reading large data"
+        )
+        yield from docs
+
+    def count(self, *args: Any, **kwargs: Any) -> int:
+        """Number of matching files; retried while the database is away."""
+        return self._retry(lambda: GridFSStore.count(self, *args, **kwargs), "counting")
+
+    def remove_docs(self, criteria: dict) -> None:
+        """Remove matching files; retried while the database is away."""
+        self._retry(
+            lambda: GridFSStore.remove_docs(self, criteria), "removing large data"
+        )
+
+    def ensure_index(self, *args: Any, **kwargs: Any) -> bool:
+        """Create an index; retried while the database is away."""
+        return self._retry(
+            lambda: GridFSStore.ensure_index(self, *args, **kwargs), "creating an index"
+        )
 
 
 def make_job_store(settings: HamlSettings | None = None) -> JobStore:
     """Return a JobStore: documents in MongoDB, large data in the GridFS ``data`` store.
 
     Jobs route heavy fields with ``@job(data=[...])``; MongoDB documents stop at
-    16 MB, so trajectories and potentials must go to ``data``. The stores are
-    maggma's ``MongoStore``/``GridFSStore`` given a URI (what ``MongoURIStore`` and
-    ``GridFSURIStore`` were before maggma deprecated them).
+    16 MB, so trajectories and potentials must go to ``data``.
     """
     from jobflow import JobStore
-    from maggma.stores import GridFSStore, MongoStore
 
     settings = settings or HamlSettings()
-    docs_store = MongoStore(
-        uri=settings.mongodb_uri,
-        database=settings.DATABASE,
-        collection_name=settings.DOCS_COLLECTION,
-        key="uuid",
-        mongoclient_kwargs=_client_kwargs(settings),
+    docs_store = SettingsMongoStore(
+        settings.DATABASE, settings.DOCS_COLLECTION, key="uuid"
     )
-    data_store = GridFSStore(
-        uri=settings.mongodb_uri,
-        database=settings.DATABASE,
-        collection_name=settings.DATA_BUCKET,
-        mongoclient_kwargs=_client_kwargs(settings),
-    )
+    data_store = SettingsGridFSStore(settings.DATABASE, settings.DATA_BUCKET)
+    for store in (docs_store, data_store):
+        store._haml_settings = settings
     return JobStore(docs_store, additional_stores={"data": data_store})
+
+
+def store_outage(store: JobStore) -> DatabaseUnavailableError | None:
+    """The outage that made one of ``store``'s stores give up, if any."""
+    for part in (store.docs_store, *store.additional_stores.values()):
+        outage = getattr(part, "outage", None)
+        if outage is not None:
+            return outage
+    return None
 
 
 def make_launchpad(settings: HamlSettings | None = None) -> LaunchPad:
@@ -60,12 +204,12 @@ def make_launchpad(settings: HamlSettings | None = None) -> LaunchPad:
         host=settings.mongodb_uri,
         name=settings.DATABASE,
         uri_mode=True,
-        mongoclient_kwargs=_client_kwargs(settings),
+        mongoclient_kwargs=settings.client_kwargs(),
     )
 
 
 def connect(settings: HamlSettings | None = None) -> Database:
     """Return the pymongo database, for queries that need no jobflow machinery."""
     settings = settings or HamlSettings()
-    client: MongoClient = MongoClient(settings.mongodb_uri, **_client_kwargs(settings))
+    client: MongoClient = MongoClient(settings.mongodb_uri, **settings.client_kwargs())
     return client[settings.DATABASE]

@@ -29,6 +29,16 @@ def new_run_id(name: str) -> str:
     return f"{name}-{uuid.uuid4().hex[:8]}"
 
 
+def stage_uuid(run_id: str, cycle: int, stage: str) -> str:
+    """The job uuid of one stage of one cycle, the same every time it is built.
+
+    jobflow upserts outputs on (uuid, index), so a stage that runs again (a
+    FireWorks rerun after a lost worker, or ``haml resume``) replaces its
+    output: no cycle is stored twice.
+    """
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"haml-flows:{run_id}/{cycle}/{stage}"))
+
+
 @job
 def start_run(
     structure: Structure,
@@ -168,10 +178,13 @@ class HamlCycleMaker(Maker):
                 )
             )
         aimd = self.aimd_maker.make(structure)
+        aimd.set_uuid(stage_uuid(self.run_id, cycle, "aimd"))
         train = self.train_maker.make(aimd.output.trajectory, training_set, potential)
+        train.set_uuid(stage_uuid(self.run_id, cycle, "training"))
         mlpmd = self.mlpmd_maker.make(
             aimd.output.structure, train.output.potential, train.output.training_set
         )
+        mlpmd.set_uuid(stage_uuid(self.run_id, cycle, "mlpmd"))
         record = record_cycle(
             self.run_id,
             cycle,
@@ -181,6 +194,7 @@ class HamlCycleMaker(Maker):
             {k: getattr(mlpmd.output, k) for k in _MLPMD_FIELDS},
             {"aimd": aimd.uuid, "training": train.uuid, "mlpmd": mlpmd.uuid},
         )
+        record.set_uuid(stage_uuid(self.run_id, cycle, "record"))
         next_cycle = self.make(
             mlpmd.output.structure,
             cycle + 1,

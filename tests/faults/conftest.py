@@ -35,3 +35,68 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     target = os.environ.get("HAML_FAULT_TABLE")
     if target:
         Path(target).write_text(table)
+
+
+@pytest.fixture
+def private_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    unused_port,
+    embedded_db,
+):
+    """An embedded server of this test alone (it may stop and restart it).
+
+    Yields ``(server, settings)``; the HAML_* environment points at it, so
+    subprocesses started by the test use it too.
+    """
+    from haml_flows.database.server import EmbeddedServer
+    from haml_flows.settings import HamlSettings
+
+    db_dir = tmp_path_factory.mktemp("private_db")
+    monkeypatch.setenv("HAML_DB_DIR", str(db_dir))
+    monkeypatch.setenv("HAML_DB_PORT", str(unused_port()))
+    monkeypatch.setenv("HAML_DATABASE", "haml_fault")
+    settings = HamlSettings()
+    server = EmbeddedServer(settings)
+    server.start()
+    try:
+        yield server, settings
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def auth_server(private_server, monkeypatch: pytest.MonkeyPatch):
+    """The private server restarted with SCRAM authentication on.
+
+    A user with readWrite on the test database is created first (the server
+    has no users until then), then the server restarts with ``--auth``.
+    The HAML_* environment carries the user and a fresh random password, as
+    a user's environment or config file would. Yields ``(server, settings)``.
+    """
+    import secrets
+
+    from pymongo import MongoClient
+
+    from haml_flows.database.server import EmbeddedServer
+    from haml_flows.settings import HamlSettings
+
+    server, settings = private_server
+    password = secrets.token_urlsafe(18)
+    client: MongoClient = MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=5000)
+    client.admin.command(
+        "createUser", "haml", pwd=password,
+        roles=[{"role": "readWrite", "db": settings.DATABASE}],
+    )
+    client.close()
+    server.stop()
+    monkeypatch.setenv("HAML_DB_AUTH", "true")
+    monkeypatch.setenv("HAML_MONGODB_USERNAME", "haml")
+    monkeypatch.setenv("HAML_MONGODB_PASSWORD", password)
+    settings = HamlSettings()
+    server = EmbeddedServer(settings)
+    server.start()
+    try:
+        yield server, settings
+    finally:
+        server.stop()
