@@ -53,7 +53,10 @@ class AimdSegmentDoc(BaseModel):
         description="Frames with energy, forces, stress, velocities, temperature."
     )
     n_steps: int = Field(description="MD steps run.")
-    time_step_fs: float = Field(description="Time step in fs.")
+    time_step_fs: float = Field(
+        description="Time step requested, fs (a correction may have shortened it; "
+        "simulated_fs counts the steps actually taken)."
+    )
     simulated_fs: float = Field(description="Simulated time in fs.")
     temperature_start: float = Field(description="Temperature of the first frame, K.")
     temperature_end: float = Field(description="Temperature of the last frame, K.")

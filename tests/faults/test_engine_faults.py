@@ -8,6 +8,7 @@ embedded database, so the documents a fault could cost are counted.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from jobflow import run_locally
 from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.mlpmd import MlpMdMaker
-from haml_flows.engines.reference import LennardJonesAimdSegmentMaker
+from haml_flows.engines.reference import AimdSegmentMaker, LennardJonesAimdSegmentMaker
 from haml_flows.engines.training import MtpTrainMaker
 from haml_flows.faults.collapse import pair_minimum_distances
 from haml_flows.mtp.frames import cfg_to_frames
@@ -25,7 +26,8 @@ from haml_flows.mtp.grade import load_potential, mtp_calculator, potential_text
 from haml_flows.queries import cycle_docs, run_summary, trajectory
 from haml_flows.flows.haml import HamlMaker
 from haml_flows.runner import prepare_run, run_prepared_locally
-from haml_flows.schemas import MlpMdDoc, TrainingDoc
+from haml_flows.faults.handlers import AimdSegmentFailed
+from haml_flows.schemas import AimdSegmentDoc, MlpMdDoc, TrainingDoc
 from haml_flows.spec import load_spec
 from haml_flows.systems import li_lpsc_mini
 
@@ -390,4 +392,122 @@ def test_training_fallback_lengthens_next_aimd(
         documents_lost=lost,
         outcome=f"previous potential kept; next AIMD {docs[1].aimd_steps} steps "
         f"instead of {docs[0].aimd_steps}",
+    )
+
+
+# --- reference-engine failures (GFN1-xTB through tblite) --------------------
+
+
+def _xtb_maker(n_steps: int, time_step: float = 1.0, **calculator) -> AimdSegmentMaker:
+    maker = AimdSegmentMaker(n_steps=n_steps, time_step=time_step, mb_velocity_seed=5)
+    maker.calculator_kwargs = {**maker.calculator_kwargs, "verbosity": 0, **calculator}
+    return maker
+
+
+@pytest.mark.slow
+def test_xtb_scf_failure_is_corrected(job_store, tmp_path, monkeypatch, fault_ledger):
+    # an SCF limit of one iteration cannot converge GFN1-xTB for this cell
+    maker = _xtb_maker(3, max_iterations=1)
+    job = maker.make(li_lpsc_mini(li_layers=1))
+    output, lost = _run_job(job, job_store, tmp_path, monkeypatch)
+    out = AimdSegmentDoc.model_validate(output)
+    assert out.n_steps == 3 and out.simulated_fs == pytest.approx(3.0)
+    handlers = [c.handler for c in out.corrections]
+    assert handlers and set(handlers) == {"XtbScfHandler"}
+    assert out.attempts == len(handlers) + 1
+    assert all(c.errors[0].startswith("SCF not converged") for c in out.corrections)
+    last = json.loads(out.corrections[-1].actions[0])["action"]["_set"]
+    assert last["calculator_kwargs->max_iterations"] > 1
+    assert all(e < -100 for e in (p["energy"] for p in out.trajectory.frame_properties))
+    assert lost == 0
+    fault_ledger.record(
+        "AIMD: SCF not converged (GFN1-xTB)",
+        injected="tblite max_iterations = 1",
+        recovered=True,
+        documents_lost=lost,
+        outcome=f"{len(handlers)} SCF corrections (max_iterations to "
+        f"{last['calculator_kwargs->max_iterations']}, stronger damping); segment completed",
+    )
+
+
+@pytest.mark.slow
+def test_xtb_failure_mid_segment_restarts_from_last_good_frame(
+    job_store, tmp_path, monkeypatch, fault_ledger
+):
+    # a 30 fs step drives the atoms into a configuration whose SCF does not
+    # converge in 20 iterations, after the first step has completed
+    maker = _xtb_maker(3, time_step=30.0, max_iterations=20)
+    job = maker.make(li_lpsc_mini(li_layers=1))
+    output, lost = _run_job(job, job_store, tmp_path, monkeypatch)
+    out = AimdSegmentDoc.model_validate(output)
+    restarts = [c for c in out.corrections if c.handler == "AimdRestartHandler"]
+    assert restarts and any(c.handler == "XtbScfHandler" for c in out.corrections)
+    settings = json.loads(restarts[0].actions[1])["action"]["_set"]
+    assert settings["time_step"] == pytest.approx(15.0)
+    done = int(restarts[0].errors[0].split()[2])
+    assert done >= 1 and settings["n_steps"] == 3 - done
+    # the good frames are kept and the segment reaches its step count
+    assert out.n_steps == 3 and len(out.trajectory) == 4
+    assert out.simulated_fs < 3 * 30.0
+    stored = trajectory(job_store, job.uuid)
+    assert len(stored) == 4
+    assert lost == 0
+    fault_ledger.record(
+        "AIMD: crash mid-segment (GFN1-xTB)",
+        injected="30 fs time step with an SCF limit of 20 iterations",
+        recovered=True,
+        documents_lost=lost,
+        outcome=f"failed after {done} step(s); restarted from the last good frame "
+        f"with 15 fs and more SCF iterations; {out.attempts} attempts",
+    )
+
+
+def test_unfixable_reference_failure_stops_with_clear_error(
+    job_store, tmp_path, monkeypatch, fault_ledger
+):
+    # keep a document in the store to show a failing segment costs nothing stored
+    earlier = _xtb_maker(0).make(li_lpsc_mini(li_layers=1))
+    _run_job(earlier, job_store, tmp_path, monkeypatch)
+    before = {d["uuid"] for d in job_store.docs_store.query({}, properties=["uuid"])}
+    maker = _xtb_maker(2, method="GFN9-xTB")  # corrupted input: no such method
+    job = maker.make(li_lpsc_mini(li_layers=1))
+    responses = run_locally(job, store=job_store, log=False)
+    assert job.uuid not in responses
+    after = {d["uuid"] for d in job_store.docs_store.query({}, properties=["uuid"])}
+    lost = len(before - after)
+    with pytest.raises(AimdSegmentFailed, match="GFN9-xTB.*not available"):
+        AimdSegmentMaker.make.original(maker, li_lpsc_mini(li_layers=1))
+    assert lost == 0
+    fault_ledger.record(
+        "AIMD: unfixable engine input",
+        injected="calculator method 'GFN9-xTB'",
+        recovered=True,
+        documents_lost=lost,
+        outcome="no handler applies; the segment stops naming the method",
+    )
+
+
+@pytest.mark.slow
+def test_aimd_corrections_reach_the_cycle_document(job_store, tmp_path, fault_ledger):
+    # a run on the LJ spec whose AIMD runs on GFN1-xTB with an impossible SCF limit
+    spec = load_spec(_spec(tmp_path, stop__max_cycles=1, reference__steps=3))
+    maker = HamlMaker.from_spec(spec)
+    maker.cycle_maker.aimd_maker = _xtb_maker(3, max_iterations=1)
+    flow = maker.make(li_lpsc_mini(li_layers=1))
+    run_locally(flow, store=job_store, log=False, ensure_success=True,
+                root_dir=tmp_path)
+    docs = cycle_docs(job_store, maker.run_id)
+    assert [d.cycle for d in docs] == [1]
+    assert docs[0].aimd_steps == 3
+    assert docs[0].aimd_corrections
+    assert {c.handler for c in docs[0].aimd_corrections} == {"XtbScfHandler"}
+    lost = _lost_in_run(job_store, maker.run_id, 1)
+    assert lost == 0
+    fault_ledger.record(
+        "AIMD SCF failure inside a run",
+        injected="tblite max_iterations = 1 in the cycle's AIMD maker",
+        recovered=True,
+        documents_lost=lost,
+        outcome=f"{len(docs[0].aimd_corrections)} corrections recorded in the "
+        "cycle document; cycle completed",
     )
