@@ -9,9 +9,9 @@ from pymatgen.core import Element
 from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.frames import measure_cost, trajectory_frames
+from haml_flows.faults.training_fallback import fit_or_keep_previous, held_out_errors
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.mlip_binary import resolve_mlp_cmd, train_with_mlp
-from haml_flows.faults.training_fallback import held_out_errors, judge_training
 from haml_flows.mtp.training import train_mtp
 from haml_flows.schemas import TrainingDoc
 
@@ -29,6 +29,10 @@ class MtpTrainMaker(Maker):
     motep; ``None`` (or an empty worker entry) uses motep. MLIP runs its own
     optimizer with its default iteration limit, so ``radial_iterations`` and
     ``seed`` apply to motep only.
+
+    A fit that fails, ends with a non-finite loss or does worse on the
+    held-out frames than the previous potential is not used: the previous
+    potential is kept and ``fallback`` says why (``faults.training_fallback``).
     """
 
     name: str = "mtp training"
@@ -78,46 +82,24 @@ class MtpTrainMaker(Maker):
                 return train_mtp(frames, radial_iterations=self.radial_iterations, **common)
             return train_with_mlp(frames, mlp_cmd=mlp_cmd, **common)
 
-        def previous_errors() -> tuple[float, float]:
-            return held_out_errors(frames, **common)
-
         with measure_cost() as meter:
-            attempt, fallback = judge_training(
-                fit, previous_errors if previous_potential else None
+            fit_or_kept = fit_or_keep_previous(
+                fit, old_frames, frames, previous_potential,
+                lambda: held_out_errors(frames, **common),
             )
-            result = attempt.result
-            if fallback is not None:
-                if previous_potential is None:
-                    raise RuntimeError(
-                        "MTP training failed and there is no previous potential to "
-                        f"keep: {'; '.join(fallback.errors)}"
-                    )
-                if attempt.previous_force_rmse is None:
-                    try:
-                        energy, force = previous_errors()
-                    except ValueError:
-                        energy = force = float("nan")
-                    attempt.previous_energy_rmse, attempt.previous_force_rmse = energy, force
-                if result is None or not attempt.result_finite:
-                    frames = old_frames
-                    fallback.actions.append(
-                        "new frames left out of the training set (they stay in the "
-                        "AIMD segment's trajectory)"
-                    )
+        frames = fit_or_kept.frames
         return TrainingDoc(
             engine="motep" if mlp_cmd is None else "mlip-mlp",
-            potential=result.potential if fallback is None else previous_potential,
+            potential=fit_or_kept.potential,
             training_set=frames_to_cfg(frames),
             level=self.level,
             cutoff=self.cutoff,
             training_set_size=len(frames),
-            n_train=result.n_train if result else 0,
-            n_test=result.n_test if result else 0,
-            energy_rmse=result.energy_rmse
-            if fallback is None
-            else attempt.previous_energy_rmse,
-            force_rmse=result.force_rmse if fallback is None else attempt.previous_force_rmse,
+            n_train=fit_or_kept.n_train,
+            n_test=fit_or_kept.n_test,
+            energy_rmse=fit_or_kept.energy_rmse,
+            force_rmse=fit_or_kept.force_rmse,
             warm_started=previous_potential is not None,
             cost=meter.cost,
-            fallback=fallback,
+            fallback=fit_or_kept.fallback,
         )

@@ -159,7 +159,10 @@ def judge_training(
     except (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError) as exc:
         attempt = TrainingAttempt(result=None, error=exc)
     if previous_errors is not None and attempt.result is not None:
-        attempt.previous_energy_rmse, attempt.previous_force_rmse = previous_errors()
+        try:
+            attempt.previous_energy_rmse, attempt.previous_force_rmse = previous_errors()
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            pass  # the previous potential cannot be scored here: no comparison
     errors: list[str] = []
     actions: list[str] = []
     fired: list[str] = []
@@ -174,3 +177,62 @@ def judge_training(
     if not fired:
         return attempt, None
     return attempt, FaultCorrection(handler="+".join(fired), errors=errors, actions=actions)
+
+
+@dataclass
+class FitOrKept:
+    """What a training job stores: the new fit, or the previous potential kept."""
+
+    potential: str
+    frames: list[Atoms]
+    n_train: int
+    n_test: int
+    energy_rmse: float
+    force_rmse: float
+    fallback: FaultCorrection | None
+
+
+def fit_or_keep_previous(
+    fit: Callable[[], TrainingResult],
+    old_frames: list[Atoms],
+    frames: list[Atoms],
+    previous_potential: str | None,
+    previous_errors: Callable[[], tuple[float, float]],
+) -> FitOrKept:
+    """Fit, judge, and fall back to ``previous_potential`` when a handler fires.
+
+    After a failed fit or a non-finite loss the new frames (the likely cause)
+    stay out of the training set that is carried on; they remain in the AIMD
+    segment's stored trajectory. After a fit that merely did not improve they
+    are kept. Without a previous potential a failure raises RuntimeError.
+    """
+    attempt, fallback = judge_training(
+        fit, previous_errors if previous_potential else None
+    )
+    result = attempt.result
+    if fallback is None:
+        return FitOrKept(
+            result.potential, frames, result.n_train, result.n_test,
+            result.energy_rmse, result.force_rmse, None,
+        )
+    if previous_potential is None:
+        raise RuntimeError(
+            "MTP training failed and there is no previous potential to keep: "
+            + "; ".join(fallback.errors)
+        )
+    if attempt.previous_force_rmse is None:
+        try:
+            attempt.previous_energy_rmse, attempt.previous_force_rmse = previous_errors()
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+            attempt.previous_energy_rmse = attempt.previous_force_rmse = float("nan")
+    if not attempt.result_finite:
+        frames = old_frames
+        fallback.actions.append(
+            "new frames left out of the training set (they stay in the AIMD "
+            "segment's trajectory)"
+        )
+    return FitOrKept(
+        previous_potential, frames,
+        result.n_train if result else 0, result.n_test if result else 0,
+        attempt.previous_energy_rmse, attempt.previous_force_rmse, fallback,
+    )
