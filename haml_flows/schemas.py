@@ -31,6 +31,17 @@ class StageCost(BaseModel):
     )
 
 
+class FaultCorrection(BaseModel):
+    """One firing of a fault handler (custodian style): what it found, what it did."""
+
+    handler: str = Field(description="Handler class that fired, e.g. 'BadForcesHandler'.")
+    step: int | None = Field(
+        None, description="MD step at which it fired; None outside an MD loop."
+    )
+    errors: list[str] = Field(description="What the handler found.")
+    actions: list[str] = Field(description="What was done about it.")
+
+
 class AimdSegmentDoc(BaseModel):
     """Output of one AIMD segment on the reference engine."""
 
@@ -45,11 +56,21 @@ class AimdSegmentDoc(BaseModel):
         description="Frames with energy, forces, stress, velocities, temperature."
     )
     n_steps: int = Field(description="MD steps run.")
-    time_step_fs: float = Field(description="Time step in fs.")
+    time_step_fs: float = Field(
+        description="Time step requested, fs (a correction may have shortened it; "
+        "simulated_fs counts the steps actually taken)."
+    )
     simulated_fs: float = Field(description="Simulated time in fs.")
     temperature_start: float = Field(description="Temperature of the first frame, K.")
     temperature_end: float = Field(description="Temperature of the last frame, K.")
     cost: StageCost = Field(description="Wall and CPU time of the segment.")
+    attempts: int = Field(
+        1, description="Runs of the segment, 1 + corrections that led to a rerun."
+    )
+    corrections: list[FaultCorrection] = Field(
+        default_factory=list,
+        description="Error-handler corrections applied before the segment completed.",
+    )
 
 
 class TrainingDoc(BaseModel):
@@ -72,6 +93,11 @@ class TrainingDoc(BaseModel):
     force_rmse: float = Field(description="Force RMSE on held-out frames, eV/Angstrom.")
     warm_started: bool = Field(description="Started from the previous potential.")
     cost: StageCost = Field(description="Wall and CPU time of the training.")
+    fallback: FaultCorrection | None = Field(
+        None,
+        description="Set when the fit failed and the previous potential was kept "
+        "(its errors are then those of the previous potential on these frames).",
+    )
 
 
 class MlpMdDoc(BaseModel):
@@ -93,8 +119,9 @@ class MlpMdDoc(BaseModel):
     n_steps: int = Field(description="MD steps run.")
     time_step_fs: float = Field(description="Time step in fs.")
     simulated_fs: float = Field(description="Simulated time in fs.")
-    stop_reason: Literal["gamma_break", "max_steps"] = Field(
-        description="Why the segment ended."
+    stop_reason: Literal["gamma_break", "max_steps", "collapse"] = Field(
+        description="Why the segment ended; 'collapse': the collapse guard fired "
+        "and the segment was rolled back to its last trusted frame."
     )
     gamma_at_stop: float = Field(description="Extrapolation grade of the last step.")
     gamma_max: float = Field(description="Largest grade seen during the segment.")
@@ -103,6 +130,16 @@ class MlpMdDoc(BaseModel):
     cost: StageCost = Field(description="Wall and CPU time of the segment.")
     gamma_seconds: float = Field(
         description="Wall seconds spent on the grade (part of cost)."
+    )
+    collapse: list[FaultCorrection] = Field(
+        default_factory=list,
+        description="Collapse-guard handlers that fired (empty: no collapse).",
+    )
+    rolled_back_to_step: int | None = Field(
+        None, description="Step restored after a collapse; n_steps equals it."
+    )
+    guard_seconds: float = Field(
+        0.0, description="Wall seconds spent on the collapse guard (part of cost)."
     )
 
 
@@ -134,6 +171,18 @@ class CycleDoc(BaseModel):
     aimd_job: str = Field(description="uuid of the AIMD job (its trajectory).")
     training_job: str = Field(description="uuid of the training job (potential).")
     mlpmd_job: str = Field(description="uuid of the MLP-MD job (its trajectory).")
+    aimd_corrections: list[FaultCorrection] = Field(
+        default_factory=list,
+        description="Reference-engine failures corrected during the AIMD segment.",
+    )
+    training_fallback: FaultCorrection | None = Field(
+        None, description="Set when training failed and the previous potential was kept."
+    )
+    mlpmd_collapse: list[FaultCorrection] = Field(
+        default_factory=list,
+        description="Collapse-guard firings; the MLP-MD was rolled back and handed "
+        "over to AIMD early.",
+    )
     completed_at: datetime = Field(default_factory=_now, description="UTC time.")
 
     @property

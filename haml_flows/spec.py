@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymatgen.core import Element, Structure
 
+from haml_flows.faults.collapse import DISTANCE_MARGIN, MAX_FORCE, TEMPERATURE_FACTOR
 from haml_flows.systems import BUILDERS
 
 
@@ -147,6 +148,17 @@ class MlpMdSpec(_Section):
         25.0, gt=0, description="Nose-Hoover characteristic time, fs."
     )
     save_interval: int = Field(10, gt=0, description="Store every k-th frame.")
+    max_force: float = Field(
+        MAX_FORCE, gt=0, description="Collapse guard: largest force component, eV/Angstrom."
+    )
+    distance_margin: float = Field(
+        DISTANCE_MARGIN, gt=0, le=1,
+        description="Collapse guard: fraction of a pair's shortest training distance "
+        "(capped at the covalent radii sum) below which two atoms have collapsed.",
+    )
+    temperature_factor: float = Field(
+        TEMPERATURE_FACTOR, gt=1, description="Collapse guard: temperature limit / thermostat target."
+    )
 
 
 class StopSpec(_Section):

@@ -24,6 +24,12 @@ from haml_flows.engines.frames import (
     measure_cost,
     structure_with_velocities,
 )
+from haml_flows.faults.collapse import (
+    DISTANCE_MARGIN,
+    MAX_FORCE,
+    TEMPERATURE_FACTOR,
+    CollapseGuard,
+)
 from haml_flows.mtp.frames import cfg_to_frames
 from haml_flows.mtp.grade import ActiveSet, mtp_calculator
 from haml_flows.schemas import MlpMdDoc
@@ -42,6 +48,9 @@ class MlpMdMaker(Maker):
     thermostat_time: float = 25.0
     save_interval: int = 10
     seed: int = 0
+    max_force: float = MAX_FORCE
+    distance_margin: float = DISTANCE_MARGIN
+    temperature_factor: float = TEMPERATURE_FACTOR
 
     @job(data=["trajectory", "gamma_history"])
     def make(
@@ -61,8 +70,9 @@ class MlpMdMaker(Maker):
 
     def _run(self, structure: Structure, potential: str, training_set: str) -> MlpMdDoc:
         with measure_cost() as meter:
+            training_frames = cfg_to_frames(training_set)
             active_set = ActiveSet.from_training(
-                potential, cfg_to_frames(training_set), seed=self.seed
+                potential, training_frames, seed=self.seed
             )
             atoms = atoms_with_velocities(structure)
             calc = mtp_calculator(potential, active_set, every=self.gamma_every)
@@ -77,6 +87,12 @@ class MlpMdMaker(Maker):
                     ttime=self.thermostat_time * units.fs,
                     pfactor=None,
                 )
+            guard = CollapseGuard.for_training_set(
+                atoms, training_frames, self.temperature, max_force=self.max_force,
+                distance_margin=self.distance_margin,
+                temperature_factor=self.temperature_factor,
+            )
+            collapse = None
             frames: list[Structure] = []
             properties: list[dict] = []
             gamma_history: list[list[float]] = []
@@ -84,6 +100,10 @@ class MlpMdMaker(Maker):
             stop_reason = "max_steps"
             step = 0
             for step, _ in enumerate(dynamics.irun(steps=self.max_steps)):
+                collapse = guard.check(step)
+                if collapse:
+                    stop_reason = "collapse"
+                    break
                 if calc.gamma_evaluations > seen_evaluations:
                     seen_evaluations = calc.gamma_evaluations
                     gamma_history.append([step, float(calc.last_gamma)])
@@ -102,6 +122,18 @@ class MlpMdMaker(Maker):
                 if broke:
                     stop_reason = "gamma_break"
                     break
+            if collapse:
+                step = guard.rolled_back_to
+                kept = [i for i, p in enumerate(properties) if p["step"] < step]
+                frames = [frames[i] for i in kept] + [structure_with_velocities(atoms)]
+                properties = [properties[i] for i in kept] + [{
+                    "step": step,
+                    "energy": float(atoms.get_potential_energy()),
+                    "temperature": float(atoms.get_temperature()),
+                    "gamma": float(calc.last_gamma),
+                    "velocities": atoms.get_velocities().tolist(),
+                }]
+                gamma_history = [h for h in gamma_history if h[0] <= step]
         gammas = [g for _, g in gamma_history] or [float(calc.last_gamma)]
         return MlpMdDoc(
             engine="ase+motep",
@@ -120,4 +152,7 @@ class MlpMdMaker(Maker):
             temperature_end=float(properties[-1]["temperature"]),
             cost=meter.cost,
             gamma_seconds=float(getattr(calc, "gamma_seconds", 0.0)),
+            collapse=collapse or [],
+            rolled_back_to_step=guard.rolled_back_to,
+            guard_seconds=guard.seconds,
         )

@@ -16,6 +16,7 @@ from jobflow import Maker, job
 from pymatgen.core import Structure
 
 from haml_flows.engines.frames import bare_structure, final_structure, measure_cost
+from haml_flows.faults.handlers import MAX_CORRECTIONS, run_segment
 from haml_flows.schemas import AimdSegmentDoc
 
 NOSE_HOOVER_TIME_FS = 25.0
@@ -47,15 +48,17 @@ class AimdSegmentMaker(GFNxTBMDMaker):
     mb_velocity_seed: int | None = 42
     zero_linear_momentum: bool = True
     engine_name: str = "GFN1-xTB"
+    max_corrections: int = MAX_CORRECTIONS
 
     @job(data=["trajectory"])
     def make(
         self, structure: Structure, prev_dir: str | Path | None = None
     ) -> AimdSegmentDoc:
-        """Run the segment and return its frames and final state."""
+        """Run the segment under custodian's handlers; return its frames and final state."""
         with measure_cost() as meter:
-            result = self.run_ase(structure, prev_dir=prev_dir)
-        trajectory = result.trajectory
+            trajectory, corrections, attempts, simulated_fs = run_segment(
+                self, structure, max_corrections=self.max_corrections
+            )
         props = trajectory.frame_properties
         n_steps = len(trajectory) - 1
         return AimdSegmentDoc(
@@ -64,10 +67,12 @@ class AimdSegmentMaker(GFNxTBMDMaker):
             trajectory=trajectory,
             n_steps=n_steps,
             time_step_fs=self.time_step,
-            simulated_fs=n_steps * self.time_step,
+            simulated_fs=simulated_fs,
             temperature_start=float(props[0]["temperature"]),
             temperature_end=float(props[-1]["temperature"]),
             cost=meter.cost,
+            attempts=attempts,
+            corrections=corrections,
         )
 
 

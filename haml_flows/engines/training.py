@@ -9,6 +9,7 @@ from pymatgen.core import Element
 from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.frames import measure_cost, trajectory_frames
+from haml_flows.faults.training_fallback import fit_or_keep_previous, held_out_errors
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.mlip_binary import resolve_mlp_cmd, train_with_mlp
 from haml_flows.mtp.training import train_mtp
@@ -28,6 +29,10 @@ class MtpTrainMaker(Maker):
     motep; ``None`` (or an empty worker entry) uses motep. MLIP runs its own
     optimizer with its default iteration limit, so ``radial_iterations`` and
     ``seed`` apply to motep only.
+
+    A fit that fails, ends with a non-finite loss or does worse on the
+    held-out frames than the previous potential is not used: the previous
+    potential is kept and ``fallback`` says why (``faults.training_fallback``).
     """
 
     name: str = "mtp training"
@@ -71,24 +76,30 @@ class MtpTrainMaker(Maker):
             "seed": self.seed,
         }
         mlp_cmd = resolve_mlp_cmd(self.mlp_cmd)
-        with measure_cost() as meter:
+
+        def fit():  # noqa: ANN202
             if mlp_cmd is None:
-                result = train_mtp(
-                    frames, radial_iterations=self.radial_iterations, **common
-                )
-            else:
-                result = train_with_mlp(frames, mlp_cmd=mlp_cmd, **common)
+                return train_mtp(frames, radial_iterations=self.radial_iterations, **common)
+            return train_with_mlp(frames, mlp_cmd=mlp_cmd, **common)
+
+        with measure_cost() as meter:
+            fit_or_kept = fit_or_keep_previous(
+                fit, old_frames, frames, previous_potential,
+                lambda: held_out_errors(frames, **common),
+            )
+        frames = fit_or_kept.frames
         return TrainingDoc(
             engine="motep" if mlp_cmd is None else "mlip-mlp",
-            potential=result.potential,
+            potential=fit_or_kept.potential,
             training_set=frames_to_cfg(frames),
             level=self.level,
             cutoff=self.cutoff,
             training_set_size=len(frames),
-            n_train=result.n_train,
-            n_test=result.n_test,
-            energy_rmse=result.energy_rmse,
-            force_rmse=result.force_rmse,
+            n_train=fit_or_kept.n_train,
+            n_test=fit_or_kept.n_test,
+            energy_rmse=fit_or_kept.energy_rmse,
+            force_rmse=fit_or_kept.force_rmse,
             warm_started=previous_potential is not None,
             cost=meter.cost,
+            fallback=fit_or_kept.fallback,
         )

@@ -7,7 +7,9 @@ each replacement becomes a detour.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
 
@@ -107,6 +109,9 @@ def record_cycle(
         aimd_job=jobs["aimd"],
         training_job=jobs["training"],
         mlpmd_job=jobs["mlpmd"],
+        aimd_corrections=aimd.get("corrections") or [],
+        training_fallback=training.get("fallback"),
+        mlpmd_collapse=mlpmd.get("collapse") or [],
     )
     logger.info(
         "cycle %d | AIMD %d steps %.1f s | MTP %d frames, F-RMSE %.3f eV/A, %.1f s"
@@ -127,12 +132,13 @@ def record_cycle(
 
 
 _AIMD_FIELDS = (
-    "n_steps", "simulated_fs", "temperature_start", "temperature_end", "cost"
+    "n_steps", "simulated_fs", "temperature_start", "temperature_end", "cost",
+    "corrections",
 )
-_TRAINING_FIELDS = ("training_set_size", "energy_rmse", "force_rmse", "cost")
+_TRAINING_FIELDS = ("training_set_size", "energy_rmse", "force_rmse", "cost", "fallback")
 _MLPMD_FIELDS = (
     "n_steps", "simulated_fs", "gamma_at_stop", "gamma_max", "stop_reason",
-    "temperature_start", "temperature_end", "cost", "gamma_seconds",
+    "temperature_start", "temperature_end", "cost", "gamma_seconds", "collapse",
 )
 
 
@@ -151,6 +157,7 @@ class HamlCycleMaker(Maker):
     mlpmd_maker: MlpMdMaker = field(default_factory=MlpMdMaker)
     max_cycles: int = 10
     total_time_fs: float = 10_000.0
+    fallback_aimd_factor: float = 2.0
 
     @job
     def make(
@@ -160,8 +167,13 @@ class HamlCycleMaker(Maker):
         simulated_fs: float = 0.0,
         training_set: str | None = None,
         potential: str | None = None,
+        training_fallback: dict | None = None,
     ) -> Response:
-        """Stop, or run cycle ``cycle`` and queue cycle ``cycle + 1``."""
+        """Stop, or run cycle ``cycle`` and queue cycle ``cycle + 1``.
+
+        After a training that kept the previous potential (``training_fallback``)
+        the AIMD segment is ``fallback_aimd_factor`` times longer.
+        """
         if cycle > self.max_cycles or simulated_fs >= self.total_time_fs:
             reason = "max_cycles" if cycle > self.max_cycles else "total_time"
             logger.info(
@@ -177,7 +189,13 @@ class HamlCycleMaker(Maker):
                     structure=structure,
                 )
             )
-        aimd = self.aimd_maker.make(structure)
+        aimd_maker = self.aimd_maker
+        if training_fallback:
+            longer = math.ceil(aimd_maker.n_steps * self.fallback_aimd_factor)
+            aimd_maker = dataclasses.replace(aimd_maker, n_steps=longer)
+            logger.info("cycle %d: previous training kept its potential; AIMD %d steps",
+                        cycle, longer)
+        aimd = aimd_maker.make(structure)
         aimd.set_uuid(stage_uuid(self.run_id, cycle, "aimd"))
         train = self.train_maker.make(aimd.output.trajectory, training_set, potential)
         train.set_uuid(stage_uuid(self.run_id, cycle, "training"))
@@ -201,6 +219,7 @@ class HamlCycleMaker(Maker):
             record.output.cumulative_fs,
             train.output.training_set,
             train.output.potential,
+            train.output.fallback,
         )
         stages = (
             (aimd, "aimd"), (train, "training"), (mlpmd, "mlpmd"), (record, "record")

@@ -1,0 +1,296 @@
+"""MLP-MD collapse guard: custodian-style handlers checked after every MD step.
+
+A machine-learned potential outside its training data can drive the MD into
+unphysical states faster than the extrapolation grade notices: forces that
+are NaN or huge, two atoms pressed closer than any reference frame ever had
+them, or a temperature that runs away from the thermostat target. Each
+condition is a custodian ``ErrorHandler`` (``check()`` -> bool,
+``correct()`` -> ``{"errors": [...], "actions": [...]}``). When one fires,
+the guard rolls the atoms back to the oldest frame of a small ring of recent
+frames that passed every check, and the segment hands over to AIMD early;
+each firing is returned as a :class:`~haml_flows.schemas.FaultCorrection`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+from ase.data import covalent_radii
+from custodian.custodian import ErrorHandler
+
+from haml_flows.schemas import FaultCorrection
+
+MAX_FORCE = 50.0
+"""Largest force component (eV/Angstrom) an MD step may show; MD at a few
+hundred K on a trusted potential stays one to two orders of magnitude below."""
+
+DISTANCE_MARGIN = 0.6
+"""A pair is too close below this fraction of its shortest training distance
+(0.6 leaves room for new bonds, e.g. S-S at 2.05 A where the training set's
+shortest S-S is 3.3 A, and flags atoms pressed into each other)."""
+
+TEMPERATURE_FACTOR = 3.0
+"""The temperature has run away above this multiple of the thermostat target."""
+
+RING_SIZE = 10
+"""Recent frames kept for a roll-back; the oldest is the one restored."""
+
+
+@dataclass
+class Frame:
+    """A trusted MD state: positions and momenta at one step."""
+
+    step: int
+    positions: np.ndarray
+    momenta: np.ndarray
+
+
+class FrameRing:
+    """The last few trusted frames of a segment."""
+
+    def __init__(self, size: int = RING_SIZE) -> None:
+        if size < 1:
+            raise ValueError(f"ring size must be >= 1, got {size}")
+        self.frames: deque[Frame] = deque(maxlen=size)
+
+    def push(self, step: int, atoms: Atoms) -> None:
+        """Remember the atoms' state at ``step`` as trusted."""
+        self.frames.append(Frame(step, atoms.positions.copy(), atoms.get_momenta().copy()))
+
+    @property
+    def oldest(self) -> Frame:
+        """The frame a roll-back restores."""
+        return self.frames[0]
+
+
+def pair_minimum_distances(frames: Sequence[Atoms]) -> dict[tuple[int, int], float]:
+    """Shortest distance of every species pair (Z1 <= Z2) over ``frames`` (minimum image)."""
+    minima: dict[tuple[int, int], float] = {}
+    for atoms in frames:
+        if len(atoms) < 2:
+            continue
+        distances = atoms.get_all_distances(mic=any(atoms.pbc))
+        numbers = atoms.numbers
+        for a in np.unique(numbers):
+            for b in np.unique(numbers):
+                if a > b:
+                    continue
+                block = distances[np.ix_(numbers == a, numbers == b)]
+                if a == b:
+                    block = block[~np.eye(len(block), dtype=bool)]
+                if block.size:
+                    key = (int(a), int(b))
+                    minima[key] = min(minima.get(key, np.inf), float(block.min()))
+    return minima
+
+
+class _AtomsHandler(ErrorHandler):
+    """A handler that inspects the atoms of a running MD segment."""
+
+    is_monitor = True
+    raises_runtime_error = False
+
+    def __init__(self) -> None:
+        self.atoms: Atoms | None = None
+
+    def bind(self, atoms: Atoms) -> None:
+        """Watch ``atoms`` (the dynamics' own object)."""
+        self.atoms = atoms
+
+    def describe(self) -> str:
+        """What was found, for the record."""
+        raise NotImplementedError
+
+    def correct(self, directory: str = "./") -> dict:
+        """The roll-back itself is done by the guard, once for all handlers that fired."""
+        return {"errors": [self.describe()], "actions": ["roll back to the last trusted frame; hand over to AIMD"]}
+
+
+class BadForcesHandler(_AtomsHandler):
+    """Forces that are not finite or larger than ``max_force`` (eV/Angstrom)."""
+
+    def __init__(self, max_force: float = MAX_FORCE) -> None:
+        super().__init__()
+        self.max_force = max_force
+        self._worst = 0.0
+
+    def check(self, directory: str = "./") -> bool:
+        forces = self.atoms.get_forces()
+        if not np.all(np.isfinite(forces)):
+            self._worst = float("nan")
+            return True
+        self._worst = float(np.abs(forces).max()) if forces.size else 0.0
+        return self._worst > self.max_force
+
+    def describe(self) -> str:
+        if np.isnan(self._worst):
+            return "non-finite forces"
+        return f"force component {self._worst:.3g} eV/A above {self.max_force:g} eV/A"
+
+
+class CloseContactHandler(_AtomsHandler):
+    """Two atoms closer than ``margin`` times their pair's shortest training distance.
+
+    The pair's distance is capped at the sum of covalent radii: a pair the
+    training set only saw far apart (e.g. the two Cl of a small cell) is not
+    held to that distance.
+
+    Distances are minimum-image vectors from rounded fractional differences,
+    exact for every distance below half the smallest cell height, which the
+    limits (a few Angstrom) stay under; pairs the training set never had get
+    the smallest limit of all pairs.
+    """
+
+    def __init__(
+        self, pair_minima: dict[tuple[int, int], float], margin: float = DISTANCE_MARGIN
+    ) -> None:
+        super().__init__()
+        if not pair_minima:
+            raise ValueError("pair_minima is empty: the training set has no atom pairs")
+        if not 0 < margin <= 1:
+            raise ValueError(f"distance margin must be in (0, 1], got {margin}")
+        self.margin = margin
+        self.limits = {
+            (a, b): margin * min(d, covalent_radii[a] + covalent_radii[b])
+            for (a, b), d in pair_minima.items()
+        }
+        self._found = ""
+
+    def bind(self, atoms: Atoms) -> None:
+        super().bind(atoms)
+        default = min(self.limits.values())
+        numbers = atoms.numbers
+        limit = np.array(
+            [[self.limits.get((min(a, b), max(a, b)), default) for b in numbers] for a in numbers]
+        )
+        upper = np.triu(np.ones_like(limit, dtype=bool), k=1)
+        self._limit2 = np.where(upper, limit**2, -1.0)
+        self._limit = limit
+        cell = atoms.cell.array
+        self._cell = cell
+        self._inverse = np.linalg.inv(cell) if atoms.cell.rank == 3 else None
+        if self._inverse is not None:
+            heights = 1.0 / np.linalg.norm(self._inverse, axis=0)
+            if limit.max() >= 0.5 * heights.min():
+                raise ValueError(
+                    f"distance limit {limit.max():.2f} A is not below half the "
+                    f"smallest cell height ({heights.min():.2f} A)"
+                )
+
+    def check(self, directory: str = "./") -> bool:
+        atoms = self.atoms
+        positions = atoms.positions
+        if not np.all(np.isfinite(positions)):
+            self._found = "non-finite positions"
+            return True
+        if self._inverse is None:
+            vectors = positions[:, None, :] - positions[None, :, :]
+        else:
+            frac = positions @ self._inverse
+            diff = frac[:, None, :] - frac[None, :, :]
+            diff -= np.round(diff) * atoms.pbc
+            vectors = diff @ self._cell
+        dist2 = np.einsum("ijk,ijk->ij", vectors, vectors)
+        close = np.argwhere(dist2 < self._limit2)
+        if not len(close):
+            return False
+        a, b = close[np.argmin(dist2[close[:, 0], close[:, 1]])]
+        self._found = (
+            f"atoms {a} ({atoms[a].symbol}) and {b} ({atoms[b].symbol}) "
+            f"{np.sqrt(dist2[a, b]):.3f} A apart, below {self._limit[a, b]:.3f} A "
+            f"({self.margin:g} x the shortest training distance of the pair)"
+        )
+        return True
+
+    def describe(self) -> str:
+        return self._found
+
+
+class OverheatingHandler(_AtomsHandler):
+    """Temperature above ``factor`` times the thermostat target."""
+
+    def __init__(self, target: float, factor: float = TEMPERATURE_FACTOR) -> None:
+        super().__init__()
+        self.limit = factor * target
+        self._temperature = 0.0
+
+    def check(self, directory: str = "./") -> bool:
+        self._temperature = float(self.atoms.get_temperature())
+        return not np.isfinite(self._temperature) or self._temperature > self.limit
+
+    def describe(self) -> str:
+        return f"temperature {self._temperature:.0f} K above {self.limit:.0f} K"
+
+
+class CollapseGuard:
+    """Checks an MD segment every step and rolls it back when it collapses.
+
+    ``check(step)`` runs every handler on the current state; if none fires,
+    the state joins the ring of trusted frames and ``None`` is returned. If
+    any fires, each firing handler's ``correct()`` is recorded, the atoms are
+    restored to the oldest trusted frame (the segment's start when nothing
+    was trusted yet) and the records are returned.
+    """
+
+    def __init__(self, atoms: Atoms, handlers: Sequence[_AtomsHandler], ring_size: int = RING_SIZE) -> None:
+        self.atoms = atoms
+        self.handlers = list(handlers)
+        for handler in self.handlers:
+            handler.bind(atoms)
+        self.ring = FrameRing(ring_size)
+        self.start = Frame(0, atoms.positions.copy(), atoms.get_momenta().copy())
+        self.seconds = 0.0
+        self.rolled_back_to: int | None = None
+
+    @classmethod
+    def for_training_set(
+        cls,
+        atoms: Atoms,
+        training_frames: Sequence[Atoms],
+        temperature: float,
+        *,
+        max_force: float = MAX_FORCE,
+        distance_margin: float = DISTANCE_MARGIN,
+        temperature_factor: float = TEMPERATURE_FACTOR,
+        ring_size: int = RING_SIZE,
+    ) -> CollapseGuard:
+        """The three handlers, the distance limits from the training frames' pair minima."""
+        handlers = [
+            BadForcesHandler(max_force),
+            CloseContactHandler(pair_minimum_distances(training_frames), distance_margin),
+            OverheatingHandler(temperature, temperature_factor),
+        ]
+        return cls(atoms, handlers, ring_size)
+
+    def check(self, step: int) -> list[FaultCorrection] | None:
+        """None when the step is trusted; otherwise the corrections, after the roll-back."""
+        begin = time.perf_counter()
+        try:
+            fired = [h for h in self.handlers if h.check()]
+            if not fired:
+                self.ring.push(step, self.atoms)
+                return None
+            records = []
+            for handler in fired:
+                result = handler.correct()
+                handler.n_applied_corrections += 1
+                records.append(
+                    FaultCorrection(
+                        handler=type(handler).__name__,
+                        step=step,
+                        errors=result["errors"],
+                        actions=result["actions"],
+                    )
+                )
+            frame = self.ring.oldest if self.ring.frames else self.start
+            self.atoms.set_positions(frame.positions)
+            self.atoms.set_momenta(frame.momenta)
+            self.rolled_back_to = frame.step
+            return records
+        finally:
+            self.seconds += time.perf_counter() - begin
