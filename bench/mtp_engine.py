@@ -54,7 +54,9 @@ def md_cost(level: int, frames, repeats: int = 3) -> tuple[float, float]:
     The force calls run on the real AIMD configurations (not on an MD driven
     by an untrained potential, which would collapse and inflate neighbour
     counts); the potential's linear part is fitted, its radial part is not,
-    which does not change the cost.
+    which does not change the cost. CPU time of this process (run with
+    OMP_NUM_THREADS=1: one core), so other jobs on the machine do not
+    inflate it.
     """
     from haml_flows.mtp.grade import ActiveSet, mtp_calculator
     from haml_flows.mtp.training import train_mtp
@@ -67,11 +69,11 @@ def md_cost(level: int, frames, repeats: int = 3) -> tuple[float, float]:
         configurations = [f.copy() for f in frames] * repeats
         configurations[0].calc = calc
         configurations[0].get_forces()
-        start = time.perf_counter()
+        start = time.process_time()
         for atoms in configurations:
             atoms.calc = calc
             atoms.get_forces()
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         out.append(1e6 * elapsed / (len(configurations) * len(frames[0])))
     return out[0], out[1]
 

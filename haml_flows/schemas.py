@@ -101,6 +101,13 @@ class MlpMdDoc(BaseModel):
     gamma_seconds: float = Field(
         description="Wall seconds spent on the grade (part of cost)."
     )
+    active_set_cost: StageCost | None = Field(
+        None,
+        description=(
+            "Wall and CPU time of building the MaxVol active set from the "
+            "training set before the first step (part of cost)."
+        ),
+    )
 
 
 class CycleDoc(BaseModel):

@@ -61,9 +61,10 @@ class MlpMdMaker(Maker):
 
     def _run(self, structure: Structure, potential: str, training_set: str) -> MlpMdDoc:
         with measure_cost() as meter:
-            active_set = ActiveSet.from_training(
-                potential, cfg_to_frames(training_set), seed=self.seed
-            )
+            with measure_cost() as setup:
+                active_set = ActiveSet.from_training(
+                    potential, cfg_to_frames(training_set), seed=self.seed
+                )
             atoms = atoms_with_velocities(structure)
             calc = mtp_calculator(potential, active_set, every=self.gamma_every)
             atoms.calc = calc
@@ -120,4 +121,5 @@ class MlpMdMaker(Maker):
             temperature_end=float(properties[-1]["temperature"]),
             cost=meter.cost,
             gamma_seconds=float(getattr(calc, "gamma_seconds", 0.0)),
+            active_set_cost=setup.cost,
         )
