@@ -37,12 +37,12 @@ FIGURES = ROOT / "docs/figures"
 SYSTEMS = {
     "lpsc": {
         "spec": ROOT / "workflows/li_lpsc_mini.yaml",
-        "label": "Li | Li6PS5Cl (mini)",
+        "label": "Li / Li6PS5Cl (mini)",
         "pairs": [("Li", "S"), ("P", "S"), ("Li", "Li"), ("Li", "Cl")],
     },
     "dme": {
         "spec": ROOT / "workflows/li_lifsi_dme_mini.yaml",
-        "label": "Li | LiFSI + DME (mini)",
+        "label": "Li / LiFSI + DME (mini)",
         "pairs": [("Li", "O"), ("C", "O"), ("S", "O"), ("Li", "Li")],
     },
 }

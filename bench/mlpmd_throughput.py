@@ -93,7 +93,7 @@ def main() -> int:
     for every in (1, 10):
         loops[every] = loop_throughput(potential, frames, args.steps, every)
         print(f"loop, grade every {every}: {loops[every]}", flush=True)
-    graded = {every: rows[1][1] if every > 1 else rows[1][2] for every in loops}
+    call_cost = {every: rows[1][1] if every > 1 else rows[1][2] for every in loops}
 
     lines = [
         SECTION,
@@ -121,7 +121,7 @@ def main() -> int:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for every, loop in loops.items():
-        overhead = loop["us_per_atom_step"] - graded[every]
+        overhead = loop["us_per_atom_step"] - call_cost[every]
         lines.append(
             f"| {every} | {loop['steps']} | {loop['steps_per_second']:.0f} "
             f"| {loop['us_per_atom_step']:.1f} | {overhead:.1f} "
