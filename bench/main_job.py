@@ -11,22 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
-import tempfile
 import time
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 SECTION = "## Main job"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> int:
@@ -35,36 +26,13 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="Only print.")
     args = parser.parse_args()
 
-    for category in (FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category)
-    tmp = Path(tempfile.mkdtemp(prefix="haml_bench_"))
-    os.environ.update(
-        HAML_CONFIG_FILE=str(tmp / "none.yaml"),
-        HAML_DB_DIR=str(tmp / "db"),
-        HAML_DB_PORT=str(_free_port()),
-        HAML_DATABASE="bench",
-    )
-    os.environ.pop("HAML_MONGODB_URI", None)
+    from harness import private_database, quiet_warnings, run_spec
 
-    from haml_flows.database.server import EmbeddedServer, ensure_database
-    from haml_flows.database.stores import make_job_store
-    from haml_flows.queries import cycle_docs, run_doc
-    from haml_flows.runner import prepare_run, run_prepared_locally
-    from haml_flows.settings import HamlSettings
-
-    settings = HamlSettings()
-    ensure_database(settings)
-    try:
-        store = make_job_store(settings)
-        start = time.perf_counter()
-        run = prepare_run(args.spec)
-        run_prepared_locally(run, store, tmp / "work")
-        wall = time.perf_counter() - start
-        store.connect()
-        docs = cycle_docs(store, run.run_id)
-        optimization = run_doc(store, run.run_id).optimization_cost.wall_seconds
-    finally:
-        EmbeddedServer(settings).stop()
+    quiet_warnings()
+    with private_database() as tmp:
+        result = run_spec(Path(args.spec), tmp / "work")
+    docs, wall = result.docs, result.wall_seconds
+    optimization = result.run_doc.optimization_cost.wall_seconds
 
     stage_total = sum(
         d.aimd_cost.wall_seconds + d.training_cost.wall_seconds + d.mlpmd_cost.wall_seconds
@@ -91,7 +59,7 @@ def main() -> int:
             SECTION,
             "",
             f"Command: `python bench/main_job.py` ({Path(args.spec).name}, "
-            f"{len(run.structure)} atoms, {os.cpu_count()} cores, "
+            f"{result.n_atoms} atoms, {os.cpu_count()} cores, "
             f"{time.strftime('%Y-%m-%d')}).",
             "",
             f"Wall time of the whole run: **{wall:.0f} s** for {len(docs)} cycles "

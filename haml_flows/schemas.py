@@ -141,6 +141,13 @@ class MlpMdDoc(BaseModel):
     guard_seconds: float = Field(
         0.0, description="Wall seconds spent on the collapse guard (part of cost)."
     )
+    active_set_cost: StageCost | None = Field(
+        None,
+        description=(
+            "Wall and CPU time of building the MaxVol active set from the "
+            "training set before the first step (part of cost)."
+        ),
+    )
 
 
 class CycleDoc(BaseModel):

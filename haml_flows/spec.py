@@ -105,6 +105,14 @@ class MtpSpec(_Section):
     radial_iterations: int = Field(
         30, ge=0, description="L-BFGS iterations on radial coefficients per training."
     )
+    radial_frames: int | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Cap on training frames (evenly spaced) seen by the L-BFGS stage; "
+            "None = all. Bounds training time as the training set grows."
+        ),
+    )
     holdout_fraction: float = Field(
         0.2, ge=0, lt=1, description="Newest fraction of frames held out for errors."
     )

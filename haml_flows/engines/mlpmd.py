@@ -70,10 +70,11 @@ class MlpMdMaker(Maker):
 
     def _run(self, structure: Structure, potential: str, training_set: str) -> MlpMdDoc:
         with measure_cost() as meter:
-            training_frames = cfg_to_frames(training_set)
-            active_set = ActiveSet.from_training(
-                potential, training_frames, seed=self.seed
-            )
+            with measure_cost() as setup:
+                training_frames = cfg_to_frames(training_set)
+                active_set = ActiveSet.from_training(
+                    potential, training_frames, seed=self.seed
+                )
             atoms = atoms_with_velocities(structure)
             calc = mtp_calculator(potential, active_set, every=self.gamma_every)
             atoms.calc = calc
@@ -155,4 +156,5 @@ class MlpMdMaker(Maker):
             collapse=collapse or [],
             rolled_back_to_step=guard.rolled_back_to,
             guard_seconds=guard.seconds,
+            active_set_cost=setup.cost,
         )

@@ -27,8 +27,10 @@ class MtpTrainMaker(Maker):
     ``mlp_cmd`` (e.g. ``"mpirun -n 4 mlp"``, or ``">>mlp_cmd<<"`` for the
     FireWorker's ``env.mlp_cmd``) trains with MLIP's ``mlp train`` instead of
     motep; ``None`` (or an empty worker entry) uses motep. MLIP runs its own
-    optimizer with its default iteration limit, so ``radial_iterations`` and
-    ``seed`` apply to motep only.
+    optimizer with its default iteration limit, so ``radial_iterations``,
+    ``radial_frames`` and ``seed`` apply to motep only. ``radial_frames``
+    caps the frames of the L-BFGS stage (evenly spaced over the run), which
+    keeps a cycle's training time bounded while the training set grows.
 
     A fit that fails, ends with a non-finite loss or does worse on the
     held-out frames than the previous potential is not used: the previous
@@ -41,6 +43,7 @@ class MtpTrainMaker(Maker):
     min_dist: float | None = None
     species: list[str] | None = None
     radial_iterations: int = 30
+    radial_frames: int | None = None
     holdout_fraction: float = 0.2
     energy_weight: float = 1.0
     force_weight: float = 0.01
@@ -79,7 +82,12 @@ class MtpTrainMaker(Maker):
 
         def fit():  # noqa: ANN202
             if mlp_cmd is None:
-                return train_mtp(frames, radial_iterations=self.radial_iterations, **common)
+                return train_mtp(
+                    frames,
+                    radial_iterations=self.radial_iterations,
+                    radial_frames=self.radial_frames,
+                    **common,
+                )
             return train_with_mlp(frames, mlp_cmd=mlp_cmd, **common)
 
         with measure_cost() as meter:

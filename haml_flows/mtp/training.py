@@ -2,8 +2,11 @@
 
 Stages: linear least squares (species + moment coefficients), L-BFGS on
 all coefficients including the radial ones, linear least squares again.
-The LLS stages are cheap and exact for the linear parameters, so a short
-L-BFGS in between is enough to adapt the radial functions each cycle.
+The LLS stages are exact for the linear parameters, so a short L-BFGS in
+between is enough to adapt the radial functions each cycle. Every stage
+pays for motep's parameter Jacobian on each frame it sees (about 50 force
+calls' worth per frame), so a warm start skips the first linear stage and
+the L-BFGS stage can be limited to a subset of frames (``radial_frames``).
 """
 
 from __future__ import annotations
@@ -253,6 +256,7 @@ def train_mtp(
     seed: int = 0,
     stride: int = 1,
     radial_frames: int | None = RADIAL_FRAMES,
+    linear_first: bool | None = None,
 ) -> TrainingResult:
     """Train an MTP on ``frames`` (chronological) and score it on the held-out tail.
 
@@ -260,8 +264,11 @@ def train_mtp(
     basis; its species must equal ``species``. The last ``holdout_fraction``
     of the frames is held out; errors are on the training frames if none is.
     The L-BFGS stage sees at most ``radial_frames`` evenly spaced training
-    frames (``None``: all), which bounds its cost as the data set grows; both
-    linear stages use every training frame.
+    frames (``None``: all), which bounds its cost as the data set grows; the
+    linear stages use every training frame. ``linear_first`` runs a linear
+    stage before the L-BFGS stage; by default only on a cold start (a warm
+    start's linear coefficients already fit the previous radial functions,
+    and the final linear stage refits them on all frames).
     """
     start = time.perf_counter()
     split = prepare_training(
@@ -276,7 +283,9 @@ def train_mtp(
         "stress_weight": stress_weight,
     }
     rng = np.random.default_rng(seed)
-    stages = [(train, [LINEAR_STEP])]
+    if linear_first is None:
+        linear_first = previous is None
+    stages = [(train, [LINEAR_STEP])] if linear_first or radial_iterations == 0 else []
     if radial_iterations > 0:
         stages += [
             (_evenly_spaced(train, radial_frames), [_radial_step(radial_iterations)]),

@@ -111,3 +111,31 @@ def test_haml_sized_training_set():
     force_rms = float(np.sqrt(np.mean(held_out**2)))
     assert cold.force_rmse < 0.5 * force_rms
     assert warm.force_rmse < 0.5 * force_rms
+
+
+def test_stages_and_their_frames(frames, monkeypatch):
+    """L-BFGS sees radial_frames evenly spaced frames, LLS all; warm starts skip one LLS."""
+    import motep.train.trainer
+
+    from haml_flows.mtp import training
+
+    seen: list[tuple[str, int]] = []
+    original = motep.train.trainer.Trainer.train
+
+    def counting_train(self, images):
+        seen.append((self.steps[0]["method"], len(images)))
+        return original(self, images)
+
+    monkeypatch.setattr(training.Trainer, "train", counting_train)
+    cold = train_mtp(frames, **{**FAST, "radial_iterations": 2}, radial_frames=4)
+    assert seen == [("LLS", 10), ("minimize", 4), ("LLS", 10)]
+    seen.clear()
+    # a warm start skips the first linear stage unless asked for it
+    train_mtp(frames, **{**FAST, "radial_iterations": 2}, previous=cold.potential)
+    assert seen == [("minimize", 10), ("LLS", 10)]
+    seen.clear()
+    train_mtp(
+        frames, **{**FAST, "radial_iterations": 2}, previous=cold.potential,
+        linear_first=True,
+    )
+    assert seen == [("LLS", 10), ("minimize", 10), ("LLS", 10)]
