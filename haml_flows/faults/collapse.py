@@ -120,7 +120,9 @@ class BadForcesHandler(_AtomsHandler):
         self._worst = 0.0
 
     def check(self, directory: str = "./") -> bool:
-        forces = self.atoms.get_forces()
+        # the MD step has just computed them: read the results, skip ASE's state check
+        results = getattr(self.atoms.calc, "results", {})
+        forces = results["forces"] if "forces" in results else self.atoms.get_forces()
         if not np.all(np.isfinite(forces)):
             self._worst = float("nan")
             return True
