@@ -165,7 +165,8 @@ class MlpMdSpec(_Section):
         "(capped at the covalent radii sum) below which two atoms have collapsed.",
     )
     temperature_factor: float = Field(
-        TEMPERATURE_FACTOR, gt=1, description="Collapse guard: temperature limit / thermostat target."
+        TEMPERATURE_FACTOR, gt=1,
+        description="Collapse guard: temperature limit / thermostat target.",
     )
 
 

@@ -69,7 +69,7 @@ class FrameRing:
 
 
 def pair_minimum_distances(frames: Sequence[Atoms]) -> dict[tuple[int, int], float]:
-    """Shortest distance of every species pair (Z1 <= Z2) over ``frames`` (minimum image)."""
+    """Shortest distance of each species pair (Z1 <= Z2) over ``frames``, minimum image."""
     minima: dict[tuple[int, int], float] = {}
     for atoms in frames:
         if len(atoms) < 2:
@@ -108,7 +108,10 @@ class _AtomsHandler(ErrorHandler):
 
     def correct(self, directory: str = "./") -> dict:
         """The roll-back itself is done by the guard, once for all handlers that fired."""
-        return {"errors": [self.describe()], "actions": ["roll back to the last trusted frame; hand over to AIMD"]}
+        return {
+            "errors": [self.describe()],
+            "actions": ["roll back to the last trusted frame; hand over to AIMD"],
+        }
 
 
 class BadForcesHandler(_AtomsHandler):
@@ -120,7 +123,9 @@ class BadForcesHandler(_AtomsHandler):
         self._worst = 0.0
 
     def check(self, directory: str = "./") -> bool:
-        forces = self.atoms.get_forces()
+        # the MD step has just computed them: read the results, skip ASE's state check
+        results = getattr(self.atoms.calc, "results", {})
+        forces = results["forces"] if "forces" in results else self.atoms.get_forces()
         if not np.all(np.isfinite(forces)):
             self._worst = float("nan")
             return True
@@ -166,7 +171,10 @@ class CloseContactHandler(_AtomsHandler):
         default = min(self.limits.values())
         numbers = atoms.numbers
         limit = np.array(
-            [[self.limits.get((min(a, b), max(a, b)), default) for b in numbers] for a in numbers]
+            [
+                [self.limits.get((min(a, b), max(a, b)), default) for b in numbers]
+                for a in numbers
+            ]
         )
         upper = np.triu(np.ones_like(limit, dtype=bool), k=1)
         self._limit2 = np.where(upper, limit**2, -1.0)
@@ -237,7 +245,9 @@ class CollapseGuard:
     was trusted yet) and the records are returned.
     """
 
-    def __init__(self, atoms: Atoms, handlers: Sequence[_AtomsHandler], ring_size: int = RING_SIZE) -> None:
+    def __init__(
+        self, atoms: Atoms, handlers: Sequence[_AtomsHandler], ring_size: int = RING_SIZE
+    ) -> None:
         self.atoms = atoms
         self.handlers = list(handlers)
         for handler in self.handlers:

@@ -30,7 +30,7 @@ potential's on the same frames by more than this fraction."""
 
 @dataclass
 class TrainingAttempt:
-    """One fit: its result or the exception it raised, and the previous potential's errors."""
+    """One fit: its result or its exception, and the previous potential's errors."""
 
     result: TrainingResult | None
     error: BaseException | None
@@ -41,7 +41,9 @@ class TrainingAttempt:
     def result_finite(self) -> bool:
         """The fit finished with finite errors."""
         r = self.result
-        return r is not None and bool(np.isfinite(r.energy_rmse) and np.isfinite(r.force_rmse))
+        return r is not None and bool(
+            np.isfinite(r.energy_rmse) and np.isfinite(r.force_rmse)
+        )
 
 
 class _TrainingHandler(ErrorHandler):
@@ -72,7 +74,8 @@ class FitFailedHandler(_TrainingHandler):
 
     def describe(self) -> str:
         error = self.attempt.error
-        kind = "singular least-squares system" if isinstance(error, np.linalg.LinAlgError) else "fit failed"
+        singular = isinstance(error, np.linalg.LinAlgError)
+        kind = "singular least-squares system" if singular else "fit failed"
         return f"{kind}: {type(error).__name__}: {error}"
 
 

@@ -128,6 +128,14 @@ def record_cycle(
         doc.mlpmd_cost.wall_seconds,
         doc.cumulative_ps,
     )
+    faults = [("AIMD", c) for c in doc.aimd_corrections]
+    faults += [("training", doc.training_fallback)] if doc.training_fallback else []
+    faults += [("MLP-MD", c) for c in doc.mlpmd_collapse]
+    for stage, fault in faults:
+        logger.warning(
+            "cycle %d | %s: %s -> %s", doc.cycle, stage, "; ".join(fault.errors),
+            fault.handler,
+        )
     return doc
 
 

@@ -28,7 +28,7 @@ from haml_flows.flows.haml import HamlMaker
 from haml_flows.runner import prepare_run, run_prepared_locally
 from haml_flows.faults.handlers import AimdSegmentFailed
 from haml_flows.schemas import AimdSegmentDoc, MlpMdDoc, TrainingDoc
-from haml_flows.spec import load_spec
+from haml_flows.spec import SpecError, load_spec, parse_spec
 from haml_flows.systems import li_lpsc_mini
 
 DATA = Path(__file__).parents[1] / "data"
@@ -511,3 +511,14 @@ def test_aimd_corrections_reach_the_cycle_document(job_store, tmp_path, fault_le
         outcome=f"{len(docs[0].aimd_corrections)} corrections recorded in the "
         "cycle document; cycle completed",
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("distance_margin", 1.5), ("temperature_factor", 1.0), ("max_force", 0.0)],
+)
+def test_guard_thresholds_are_checked_in_the_spec(key, value):
+    data = yaml.safe_load((DATA / "lj_small.yaml").read_text())
+    data["mlpmd"][key] = value
+    with pytest.raises(SpecError, match=f"mlpmd.{key}"):
+        parse_spec(data)
