@@ -8,14 +8,12 @@ message and exit status 8, which the segment must treat as a normal end.
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from ase.io.lammpsdata import read_lammps_data
 
-from conftest import fake_command
+from engine_fakes import FAKE_MLP, fake_command
 from haml_flows.engines.choice import EngineError
 from haml_flows.engines.frames import atoms_with_velocities
 from haml_flows.engines.lammps import LammpsError, LammpsMlpMdMaker, lammps_frame
@@ -23,7 +21,6 @@ from haml_flows.engines.reference import LennardJonesAimdSegmentMaker
 from haml_flows.engines.training import MtpTrainMaker
 from haml_flows.systems import li_lpsc_mini
 
-FAKE_MLP = f"{sys.executable} {Path(__file__).parents[1] / 'mtp' / 'fake_mlp.py'}"
 
 
 @pytest.fixture(scope="module")
