@@ -1,19 +1,11 @@
-"""Fixtures for the production-engine tests: the fake executables and a tiny cell."""
+"""Fixtures for the production-engine tests: a tiny cell and a working directory."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from pymatgen.core import Lattice, Structure
-
-FAKES = Path(__file__).parent
-
-
-def fake_command(script: str) -> str:
-    """The command line that runs one of the fake executables of this folder."""
-    return f"{sys.executable} {FAKES / script}"
 
 
 @pytest.fixture

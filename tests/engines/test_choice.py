@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import fake_command
+from engine_fakes import fake_command
 from haml_flows.engines.choice import resolve_command
 from haml_flows.engines.lammps import LammpsMlpMdMaker
 from haml_flows.engines.mlpmd import MlpMdMaker

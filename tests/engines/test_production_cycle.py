@@ -7,20 +7,18 @@ be the same kind as on the embedded engines.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from conftest import fake_command
+from engine_fakes import FAKE_MLP, fake_command
 from haml_flows.queries import cycle_docs, run_summary
 from haml_flows.runner import prepare_run, run_prepared_on_fireworks
 from haml_flows.schemas import CycleDoc
 
 DATA = Path(__file__).parents[1] / "data"
-FAKE_MLP = f"{sys.executable} {Path(__file__).parents[1] / 'mtp' / 'fake_mlp.py'}"
 
 
 @pytest.mark.slow

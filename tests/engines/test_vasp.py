@@ -25,7 +25,7 @@ from custodian.vasp.handlers import (
 )
 from pymatgen.io.vasp import Incar, Kpoints, Poscar, Xdatcar
 
-from conftest import fake_command
+from engine_fakes import fake_command
 from haml_flows.engines.choice import EngineError
 from haml_flows.engines.frames import atoms_with_velocities
 from haml_flows.engines.training import MtpTrainMaker
