@@ -181,8 +181,11 @@ def stage_makers(spec, settings=None) -> tuple:
     if md.engine == "lammps":
         from haml_flows.engines.lammps import LammpsMlpMdMaker
 
+        # the collapse guard lives in the ASE loop; LAMMPS segments end at
+        # MLIP's own gamma break, so the guard's thresholds do not apply
+        guard = {"max_force", "distance_margin", "temperature_factor"}
         mlpmd = LammpsMlpMdMaker(
-            **md.model_dump(exclude={"engine"}),
+            **md.model_dump(exclude={"engine", *guard}),
             lmp_cmd=settings.LMP_CMD, mlp_cmd=settings.MLP_CMD,
         )
     else:
