@@ -115,10 +115,11 @@ def screen_command(
         f"added {len(report.added)} workflows ({report.fireworks} Fireworks); "
         f"{len(report.present)} already submitted"
     )
-    console.print(
-        "launch workers with: rlaunch -l launchpad.yaml -w my_fworker.yaml rapidfire"
-        f" (or qlaunch); follow with: haml status --screen {plan.name}"
-    )
+    if settings.uses_embedded_server:
+        launch = f"haml worker --screen {plan.name} (one per core)"
+    else:
+        launch = "rlaunch -l launchpad.yaml -w my_fworker.yaml rapidfire, or qlaunch"
+    console.print(f"launch workers with: {launch}; follow with: haml status --screen {plan.name}")
 
 
 def status_command(

@@ -24,6 +24,7 @@ from haml_flows.builders.screen import Candidate, ScreenPlan, expand_candidates
 from haml_flows.flows.haml import HamlMaker
 from haml_flows.runner import _check_no_overlaps
 from haml_flows.screening.collections import CANDIDATES, ensure_indexes
+from haml_flows.screening.launchpad import ensure_initialized
 from haml_flows.screening.schemas import CandidateDoc, CandidateMetadata
 from haml_flows.spec import SpecError
 
@@ -174,6 +175,7 @@ def submit_screen(
     plan = plan or expand_candidates(path)
     clock.lap("expand")
     ensure_indexes(db, docs_collection)
+    ensure_initialized(launchpad)
     collection = db[CANDIDATES]
     ids = {candidate_id(plan.name, c.spec_hash): c for c in plan.candidates}
     report = SubmissionReport(screen=plan.name)
