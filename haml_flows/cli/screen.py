@@ -235,7 +235,7 @@ def worker_command(
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import rapidfire
 
-    from haml_flows.screening.launchpad import AtomicIdLaunchPad, screen_launchpad
+    from haml_flows.screening.launchpad import AtomicIdLaunchPad
 
     if launchpad_file is not None:
         launchpad = AtomicIdLaunchPad.from_file(str(launchpad_file))
