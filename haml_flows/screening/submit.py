@@ -5,7 +5,9 @@ added, the candidate is claimed by inserting its CandidateDoc under that
 ``_id``; a second submission (or a concurrent one) collides with the claim
 and adds nothing. Every candidate is expanded, validated and built before
 the first claim, so a bad screen leaves the database untouched; if adding the
-workflows fails, the claims are removed again.
+workflows fails, the claims are removed again. A claim still marked
+``submitted: False`` at the next submission (its submitter died between
+claim and insert) is taken over.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from haml_flows.spec import SpecError
 DUPLICATE_KEY = 11000
 
 
-@dataclass
+@dataclass(eq=False)
 class PreparedCandidate:
     """A candidate with its structure, flow and the document that claims it."""
 
@@ -194,7 +196,8 @@ def submit_screen(
     clock.lap("build")
 
     claimed = _claim(collection, prepared)
-    report.present += [p.candidate.name for p in prepared if p not in claimed]
+    claimed_ids = {p.doc_id for p in claimed}
+    report.present += [p.candidate.name for p in prepared if p.doc_id not in claimed_ids]
     clock.lap("claim")
     report.seconds = clock.laps
     if not claimed:
