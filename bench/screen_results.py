@@ -187,11 +187,13 @@ written through the JobStore on a fresh embedded server; 108-atom structures.
 | `haml results --rank similarity --csv` in a new process, all included | {process_wall:.2f} s | {process_cpu:.2f} s (process) | — |
 | of which interpreter start and imports (`import haml_flows.cli.main`) | {import_wall:.2f} s | {import_cpu:.2f} s | — |
 
-The cost columns come from one aggregation over the CycleDocs in the server
-($group by run id, on the `output.doc_type` + `output.run_id` index); the
-structural columns of a finished run are computed once (about
-{1000 * (cold_wall - warm_wall) / n:.0f} ms per run: two fingerprints and two bond counts)
-and kept in `haml_screen_results`.
+The first ranking sums each run's CycleDocs in the server (one $group by run
+id, on the `output.doc_type` + `output.run_id` index) and computes the
+structural columns (about {1000 * (cold_cpu - warm_cpu) / n:.0f} ms CPU per run: two
+fingerprints and two bond counts); both are kept per finished run in
+`haml_screen_results`, so later rankings read {n} small documents. Of the
+whole command in a new process, most is interpreter start and the imports of
+`haml_flows.cli.main` (jobflow, FireWorks, pymatgen).
 """
     print(text)
     if not args.no_write:

@@ -115,10 +115,11 @@ def screen_command(
         f"added {len(report.added)} workflows ({report.fireworks} Fireworks); "
         f"{len(report.present)} already submitted"
     )
-    console.print(
-        "launch workers with: rlaunch -l launchpad.yaml -w my_fworker.yaml rapidfire"
-        f" (or qlaunch); follow with: haml status --screen {plan.name}"
-    )
+    if settings.uses_embedded_server:
+        launch = f"haml worker --screen {plan.name} (one per core)"
+    else:
+        launch = "rlaunch -l launchpad.yaml -w my_fworker.yaml rapidfire, or qlaunch"
+    console.print(f"launch workers with: {launch}; follow with: haml status --screen {plan.name}")
 
 
 def status_command(
@@ -234,7 +235,7 @@ def worker_command(
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import rapidfire
 
-    from haml_flows.screening.launchpad import AtomicIdLaunchPad, screen_launchpad
+    from haml_flows.screening.launchpad import AtomicIdLaunchPad
 
     if launchpad_file is not None:
         launchpad = AtomicIdLaunchPad.from_file(str(launchpad_file))

@@ -72,6 +72,22 @@ class AtomicIdLaunchPad(LaunchPad):
         return cls(**plain.to_dict())
 
 
+def ensure_initialized(launchpad: LaunchPad) -> bool:
+    """Initialize an empty LaunchPad (``lpad reset``); True if it was empty.
+
+    A LaunchPad with any Firework or workflow is never touched.
+    """
+    if launchpad.fw_id_assigner.count_documents({}) > 0:
+        return False
+    if launchpad.fireworks.count_documents({}) or launchpad.workflows.count_documents({}):
+        raise ValueError(
+            "the LaunchPad holds workflows but no id counter; repair it with "
+            "`lpad admin tuneup` or reset it with `lpad reset`"
+        )
+    launchpad.reset("", require_password=False)
+    return True
+
+
 def screen_launchpad(settings=None) -> AtomicIdLaunchPad:
     """The LaunchPad of ``make_launchpad`` (same server and database), id-safe."""
     from haml_flows.database.stores import make_launchpad

@@ -9,8 +9,9 @@ Per candidate:
 - for finished candidates, the structural change between the optimized
   structure (RunDoc) and the final one (RunSummaryDoc): similarity
   (``analysis.similarity``) and bond-count changes (``analysis.bonds``).
-  These are computed once per finished run and kept as CandidateResultDocs,
-  so a later ``haml results`` reads them back instead of recomputing.
+  These, and the run's cost totals, are computed once per finished run and
+  kept as CandidateResultDocs, so a later ``haml results`` reads them back
+  instead of recomputing or aggregating.
 
 Rank keys (``--rank``), best first:
 
@@ -102,7 +103,9 @@ def _as_datetime(value) -> datetime:
     return datetime.fromtimestamp(0)
 
 
-def structural_result(screen: str, candidate: str, run_id: str, parts: dict) -> CandidateResultDoc:
+def structural_result(
+    screen: str, candidate: str, run_id: str, parts: dict, totals: dict
+) -> CandidateResultDoc:
     """Similarity and bond-count change between the optimized and the final structure."""
     start = Structure.from_dict(parts["start"])
     final = Structure.from_dict(parts["final"])
@@ -117,6 +120,7 @@ def structural_result(screen: str, candidate: str, run_id: str, parts: dict) -> 
         bonds_final=after,
         bond_change=change,
         bond_change_total=sum(abs(v) for v in change.values()),
+        totals=totals,
         summary_completed_at=_as_datetime(parts.get("completed_at")),
     )
 
@@ -137,18 +141,20 @@ def candidate_rows(
     }
     missing = [r for r in finished if r not in cached]
     if missing:
-        names = {c.run_id: c.candidate for c in status.candidates}
+        by_run = {c.run_id: c for c in status.candidates}
         parts = _structures(db, docs_collection, missing)
         for run_id in missing:
             if "start" not in parts[run_id] or "final" not in parts[run_id]:
                 continue
-            result = structural_result(screen, names[run_id], run_id, parts[run_id])
+            result = structural_result(
+                screen, by_run[run_id].candidate, run_id, parts[run_id], by_run[run_id].totals
+            )
             db[RESULTS].replace_one(
                 {"_id": run_id}, {"_id": run_id, **result.model_dump()}, upsert=True
             )
             cached[run_id] = result
             if progress is not None:
-                progress(names[run_id])
+                progress(by_run[run_id].candidate)
     rows = []
     for c in status.candidates:
         cost = cost_from_totals(c.totals) if c.totals else {}

@@ -57,7 +57,7 @@ class CandidateResultDoc(BaseModel):
 
     Computed once from the stored RunDoc (structure after optimization),
     RunSummaryDoc (final structure) and CycleDocs, then reused: a finished
-    run does not change.
+    run does not change. ``_id`` is the run id.
     """
 
     doc_type: Literal["screen_result"] = Field("screen_result", description="Document kind.")
@@ -72,6 +72,10 @@ class CandidateResultDoc(BaseModel):
     bonds_final: dict[str, int] = Field(description="Bond counts per pair, final structure.")
     bond_change: dict[str, int] = Field(description="Final minus initial bond counts per pair.")
     bond_change_total: int = Field(description="Sum of |bond_change| over all pairs.")
+    totals: dict[str, float] = Field(
+        description="Sums over the run's CycleDocs: cycles, simulated_fs (the last "
+        "cumulative_fs), aimd_fs, aimd_cpu_s, training_cpu_s, mlpmd_cpu_s."
+    )
     summary_completed_at: datetime = Field(
         description="completed_at of the RunSummaryDoc this result was computed from."
     )

@@ -3,7 +3,9 @@
 Everything comes from a few indexed queries: the candidate documents, the
 FireWorks ``workflows`` (``metadata.screen``) and ``fireworks``/``launches``
 collections, and one aggregation over the CycleDocs in the jobflow
-documents collection, grouped by run id.
+documents collection, grouped by run id. Finished runs that ``haml results``
+has analysed keep their totals in their CandidateResultDoc and are not
+aggregated again.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from haml_flows.screening.collections import CANDIDATES
+from haml_flows.screening.collections import CANDIDATES, RESULTS
 
 
 @dataclass
@@ -134,8 +136,15 @@ def screen_status(db, launchpad, screen: str, docs_collection: str = "outputs") 
             {"metadata.screen": screen}, {"state": 1, "metadata.run_id": 1}
         )
     }
-    totals = cycle_totals(db, docs_collection, run_ids)
-    done = finished_runs(db, docs_collection, run_ids)
+    # finished runs that were ranked before carry their totals with them
+    cached = {
+        d["_id"]: d["totals"]
+        for d in db[RESULTS].find({"_id": {"$in": run_ids}}, {"totals": 1})
+        if d.get("totals")
+    }
+    others = [r for r in run_ids if r not in cached]
+    totals = {**cycle_totals(db, docs_collection, others), **cached}
+    done = finished_runs(db, docs_collection, others) | set(cached)
     failed = failures(launchpad, run_ids)
     out = []
     for c in candidates:

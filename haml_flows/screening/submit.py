@@ -5,7 +5,9 @@ added, the candidate is claimed by inserting its CandidateDoc under that
 ``_id``; a second submission (or a concurrent one) collides with the claim
 and adds nothing. Every candidate is expanded, validated and built before
 the first claim, so a bad screen leaves the database untouched; if adding the
-workflows fails, the claims are removed again.
+workflows fails, the claims are removed again. A claim still marked
+``submitted: False`` at the next submission (its submitter died between
+claim and insert) is taken over.
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from haml_flows.builders.screen import Candidate, ScreenPlan, expand_candidates
 from haml_flows.flows.haml import HamlMaker
 from haml_flows.runner import _check_no_overlaps
 from haml_flows.screening.collections import CANDIDATES, ensure_indexes
+from haml_flows.screening.launchpad import ensure_initialized
 from haml_flows.screening.schemas import CandidateDoc, CandidateMetadata
 from haml_flows.spec import SpecError
 
 DUPLICATE_KEY = 11000
 
 
-@dataclass
+@dataclass(eq=False)
 class PreparedCandidate:
     """A candidate with its structure, flow and the document that claims it."""
 
@@ -174,6 +177,7 @@ def submit_screen(
     plan = plan or expand_candidates(path)
     clock.lap("expand")
     ensure_indexes(db, docs_collection)
+    ensure_initialized(launchpad)
     collection = db[CANDIDATES]
     ids = {candidate_id(plan.name, c.spec_hash): c for c in plan.candidates}
     report = SubmissionReport(screen=plan.name)
@@ -192,7 +196,8 @@ def submit_screen(
     clock.lap("build")
 
     claimed = _claim(collection, prepared)
-    report.present += [p.candidate.name for p in prepared if p not in claimed]
+    claimed_ids = {p.doc_id for p in claimed}
+    report.present += [p.candidate.name for p in prepared if p.doc_id not in claimed_ids]
     clock.lap("claim")
     report.seconds = clock.laps
     if not claimed:
