@@ -196,11 +196,16 @@ def store_outage(store: JobStore) -> DatabaseUnavailableError | None:
 
 
 def make_launchpad(settings: HamlSettings | None = None) -> LaunchPad:
-    """Return a FireWorks LaunchPad on the same server and database as the JobStore."""
-    from fireworks import LaunchPad
+    """Return a FireWorks LaunchPad on the same server and database as the JobStore.
+
+    It is FireWorks' LaunchPad with id counters read from post-images
+    (``AtomicIdLaunchPad``), so that several workers on the embedded server
+    never share a Firework or launch id; on MongoDB it behaves identically.
+    """
+    from haml_flows.screening.launchpad import AtomicIdLaunchPad
 
     settings = settings or HamlSettings()
-    return LaunchPad(
+    return AtomicIdLaunchPad(
         host=settings.mongodb_uri,
         name=settings.DATABASE,
         uri_mode=True,

@@ -92,4 +92,4 @@ def screen_launchpad(settings=None) -> AtomicIdLaunchPad:
     """The LaunchPad of ``make_launchpad`` (same server and database), id-safe."""
     from haml_flows.database.stores import make_launchpad
 
-    return AtomicIdLaunchPad.from_dict(make_launchpad(settings).to_dict())
+    return make_launchpad(settings)
