@@ -1,10 +1,10 @@
 """Where a HAML cycle's time goes: AIMD, training, MLP-MD (forces, grade), orchestration.
 
 Runs a spec (default: the main job, workflows/li_lpsc_mini.yaml) to its
-``--cycles`` on a private embedded server, once as given ("before") and,
-with ``--after KEY=VALUE ...``, once more with those spec overrides
-("after"), so an improvement is measured before and after in the same
-invocation. ``--fireworks`` runs the variants through FireWorks (LaunchPad +
+``--cycles`` on a private embedded server, once as given or with
+``--before KEY=VALUE ...`` spec overrides ("before") and, with ``--after
+KEY=VALUE ...``, once more with those overrides ("after"), so an
+improvement is measured before and after in the same invocation. ``--fireworks`` runs the variants through FireWorks (LaunchPad +
 rapidfire in this process) instead of jobflow's local manager, so the
 orchestration share includes FireWorks.
 
@@ -14,7 +14,7 @@ database round trips) is what the run's wall time holds beyond the stages'
 wall time, per cycle.
 
     OMP_NUM_THREADS=1 python bench/cycle_breakdown.py [SPEC] [--cycles 3] \
-        [--after mtp.radial_frames=10 ...] [--fireworks] [--no-write]
+        [--before mtp.radial_frames=null] [--after ...] [--fireworks] [--no-write]
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?", default=str(ROOT / "workflows/li_lpsc_mini.yaml"))
     parser.add_argument("--cycles", type=int, default=3)
+    parser.add_argument("--before", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--after", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--fireworks", action="store_true")
     parser.add_argument("--no-write", action="store_true")
@@ -114,7 +115,8 @@ def main() -> int:
 
     quiet_warnings()
     base = {"stop.max_cycles": args.cycles, "stop.total_time_ps": 1000.0}
-    variants = {"before": base}
+    before_label = "before" + (": " + ", ".join(args.before) if args.before else "")
+    variants = {before_label: {**base, **parse_overrides(args.before)}}
     if args.after:
         variants["after: " + ", ".join(args.after)] = {
             **base,
@@ -133,6 +135,7 @@ def main() -> int:
     command = " ".join(
         ["python bench/cycle_breakdown.py", Path(args.spec).relative_to(ROOT).as_posix()]
         + [f"--cycles {args.cycles}"]
+        + (["--before", *args.before] if args.before else [])
         + (["--after", *args.after] if args.after else [])
         + (["--fireworks"] if args.fireworks else [])
     )

@@ -106,7 +106,7 @@ class MtpSpec(_Section):
         30, ge=0, description="L-BFGS iterations on radial coefficients per training."
     )
     radial_frames: int | None = Field(
-        None,
+        20,
         gt=0,
         description=(
             "Cap on training frames (evenly spaced) seen by the L-BFGS stage; "

@@ -43,7 +43,7 @@ class MtpTrainMaker(Maker):
     min_dist: float | None = None
     species: list[str] | None = None
     radial_iterations: int = 30
-    radial_frames: int | None = None
+    radial_frames: int | None = 20
     holdout_fraction: float = 0.2
     energy_weight: float = 1.0
     force_weight: float = 0.01
