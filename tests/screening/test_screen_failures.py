@@ -19,13 +19,18 @@ def test_fizzled_training_is_reported_with_its_reason(
 ):
     settings, store, launchpad, db = clients
     path = screen_file(tmp_path, dopants=["Se", "O"], seeds=[1])
-    # the Se candidate trains with an `mlp` command that does not exist
-    monkeypatch.setenv("HAML_MLP_CMD", "no-such-mlp-binary")
+    # the Se candidate trains with an `mlp` command that exists at submission
+    # (submission checks it) and is gone by the time the worker runs it
+    mlp = tmp_path / "no-such-mlp-binary"
+    mlp.write_text("#!/bin/sh\nexit 0\n")
+    mlp.chmod(0o755)
+    monkeypatch.setenv("HAML_MLP_CMD", str(mlp))
     se = tmp_path / "se"
     se.mkdir()
     se_screen = screen_file(se, dopants=["Se"], seeds=[1])
     submit_screen(se_screen, store, launchpad, db, settings.DOCS_COLLECTION)
     monkeypatch.delenv("HAML_MLP_CMD")
+    mlp.unlink()
     submit_screen(path, store, launchpad, db, settings.DOCS_COLLECTION)  # adds O only
 
     work = tmp_path / "work"
