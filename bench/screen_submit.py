@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
-import tempfile
 import time
-import warnings
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -32,34 +29,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 HEADING = "## Screen submission"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def private_server(name: str):
-    """Environment and a fresh embedded server in a temporary directory."""
-    for category in (FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category)
-    tmp = Path(tempfile.mkdtemp(prefix=f"haml_{name}_"))
-    os.environ.update(
-        HAML_CONFIG_FILE=str(tmp / "none.yaml"),
-        HAML_DB_DIR=str(tmp / "db"),
-        HAML_DB_PORT=str(_free_port()),
-        HAML_DATABASE="bench",
-    )
-    os.environ.pop("HAML_MONGODB_URI", None)
-    from haml_flows.database.server import EmbeddedServer, ensure_database
+    """Settings and the working directory of a fresh private embedded server."""
+    from harness import private_database, quiet_warnings
+
     from haml_flows.settings import HamlSettings
 
-    settings = HamlSettings()
-    ensure_database(settings)
-    try:
-        yield settings, tmp
-    finally:
-        EmbeddedServer(settings).stop()
+    quiet_warnings()
+    with private_database(prefix=f"haml_{name}_") as tmp:
+        yield HamlSettings(), tmp
 
 
 def server_cpu_seconds(settings) -> float:

@@ -32,7 +32,12 @@ from pymatgen.core.trajectory import Trajectory
 from pymatgen.io.cp2k.inputs import BasisFile, Keyword, PotentialFile, Section
 
 from haml_flows.engines.choice import COMMANDS, require_command
-from haml_flows.engines.frames import atoms_with_velocities, bare_structure, measure_cost
+from haml_flows.engines.frames import (
+    aimd_segment_doc,
+    atoms_with_velocities,
+    bare_structure,
+    measure_cost,
+)
 from haml_flows.engines.vasp import seeded_velocities
 from haml_flows.schemas import AimdSegmentDoc
 
@@ -263,14 +268,4 @@ class Cp2kAimdSegmentMaker(Maker):
             self.write_inputs(structure)
             run_cp2k(**{**self.run_cp2k_kwargs, "cp2k_cmd": command})
             result = read_cp2k_md(Path.cwd(), self.time_step)
-        return AimdSegmentDoc(
-            engine=self.engine_name,
-            structure=result["structure"],
-            trajectory=result["trajectory"],
-            n_steps=result["n_steps"],
-            time_step_fs=self.time_step,
-            simulated_fs=result["simulated_fs"],
-            temperature_start=result["temperature_start"],
-            temperature_end=result["temperature_end"],
-            cost=meter.cost,
-        )
+        return aimd_segment_doc(self.engine_name, result, self.time_step, meter.cost)

@@ -18,7 +18,7 @@ from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from haml_flows.schemas import StageCost
+from haml_flows.schemas import AimdSegmentDoc, StageCost
 
 
 def bare_structure(structure: Structure) -> Structure:
@@ -96,3 +96,24 @@ def measure_cost() -> Iterator[CostMeter]:
             wall_seconds=time.perf_counter() - wall,
             cpu_seconds=_cpu_seconds() - cpu,
         )
+
+
+def aimd_segment_doc(
+    engine: str, result: dict, time_step: float, cost: StageCost
+) -> AimdSegmentDoc:
+    """The AimdSegmentDoc of an external engine's segment read back from its files.
+
+    ``result`` holds structure, trajectory, n_steps, simulated_fs and the
+    first and last temperature, as the VASP and CP2K readers return them.
+    """
+    return AimdSegmentDoc(
+        engine=engine,
+        structure=result["structure"],
+        trajectory=result["trajectory"],
+        n_steps=result["n_steps"],
+        time_step_fs=time_step,
+        simulated_fs=result["simulated_fs"],
+        temperature_start=result["temperature_start"],
+        temperature_end=result["temperature_end"],
+        cost=cost,
+    )

@@ -32,7 +32,11 @@ from pymatgen.core.trajectory import Trajectory
 from pymatgen.io.vasp import Kpoints, Oszicar, Outcar, Poscar, Vasprun
 
 from haml_flows.engines.choice import COMMANDS, require_command
-from haml_flows.engines.frames import atoms_with_velocities, bare_structure
+from haml_flows.engines.frames import (
+    aimd_segment_doc,
+    atoms_with_velocities,
+    bare_structure,
+)
 from haml_flows.schemas import AimdSegmentDoc, StageCost
 
 PAPER_INCAR = {
@@ -203,18 +207,9 @@ class VaspAimdSegmentMaker(Maker):
             }
         )
         result = read_vasp_md(Path.cwd(), self.time_step)
-        return AimdSegmentDoc(
-            engine=self.engine_name,
-            structure=result["structure"],
-            trajectory=result["trajectory"],
-            n_steps=result["n_steps"],
-            time_step_fs=self.time_step,
-            simulated_fs=result["simulated_fs"],
-            temperature_start=result["temperature_start"],
-            temperature_end=result["temperature_end"],
-            cost=StageCost(
-                wall_seconds=time.perf_counter() - wall,
-                cpu_seconds=result["cpu_seconds"],
-                cores=result["cores"],
-            ),
+        cost = StageCost(
+            wall_seconds=time.perf_counter() - wall,
+            cpu_seconds=result["cpu_seconds"],
+            cores=result["cores"],
         )
+        return aimd_segment_doc(self.engine_name, result, self.time_step, cost)

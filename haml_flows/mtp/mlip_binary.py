@@ -50,19 +50,9 @@ class MlpError(RuntimeError):
 
 def fworker_mlp_cmd(fworker_file: str | Path | None = None) -> str | None:
     """``env.mlp_cmd`` of the FireWorker file (FireWorks' ``FWORKER_LOC`` by default)."""
-    import yaml
+    from haml_flows.engines.choice import fworker_env
 
-    if fworker_file is None:
-        from fireworks import fw_config
-
-        fworker_file = fw_config.FWORKER_LOC
-    if not fworker_file or not Path(fworker_file).exists():
-        return None
-    content = yaml.safe_load(Path(fworker_file).read_text()) or {}
-    value = (content.get("env") or {}).get("mlp_cmd") if isinstance(content, dict) else None
-    if value is None:
-        return None
-    return str(value).strip() or None
+    return fworker_env("mlp_cmd", fworker_file)
 
 
 def resolve_mlp_cmd(value: str | None, fworker_file: str | Path | None = None) -> str | None:
