@@ -214,6 +214,14 @@ def resume_locally(run_id: str, store: JobStore, workdir: Path) -> ResumeReport:
             last.cumulative_fs,
             training["training_set"],
             training["potential"],
+            training.get("fallback") if not last.continued else None,
+            last.stop_reason,
+            {
+                "training_set_size": last.training_set_size,
+                "energy_rmse": last.energy_rmse,
+                "force_rmse": last.force_rmse,
+                "job": last.training_job,
+            },
         )
         next_cycle = last.cycle + 1
     else:

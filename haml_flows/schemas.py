@@ -171,12 +171,20 @@ class CycleDoc(BaseModel):
     mlpmd_cost: StageCost = Field(description="Cost of the MLP-MD segment.")
     mlpmd_gamma_seconds: float = Field(description="Wall seconds spent on the grade.")
     cumulative_fs: float = Field(description="Simulated time of the run so far, fs.")
-    temperature_aimd_start: float = Field(description="AIMD first frame, K.")
-    temperature_aimd_end: float = Field(description="AIMD last frame, K.")
+    temperature_aimd_start: float | None = Field(
+        description="AIMD first frame, K; None in a continued cycle."
+    )
+    temperature_aimd_end: float | None = Field(
+        description="AIMD last frame, K; None in a continued cycle."
+    )
     temperature_mlpmd_start: float = Field(description="MLP-MD first frame, K.")
     temperature_mlpmd_end: float = Field(description="MLP-MD last frame, K.")
-    aimd_job: str = Field(description="uuid of the AIMD job (its trajectory).")
-    training_job: str = Field(description="uuid of the training job (potential).")
+    aimd_job: str | None = Field(
+        description="uuid of the AIMD job (its trajectory); None in a continued cycle."
+    )
+    training_job: str = Field(
+        description="uuid of the training job whose potential the MLP-MD used."
+    )
     mlpmd_job: str = Field(description="uuid of the MLP-MD job (its trajectory).")
     aimd_corrections: list[FaultCorrection] = Field(
         default_factory=list,
@@ -189,6 +197,11 @@ class CycleDoc(BaseModel):
         default_factory=list,
         description="Collapse-guard firings; the MLP-MD was rolled back and handed "
         "over to AIMD early.",
+    )
+    continued: bool = Field(
+        False,
+        description="MLP-MD only: the previous segment reached max_steps trusted, so "
+        "this cycle continued it with the same potential (no AIMD, no training).",
     )
     completed_at: datetime = Field(default_factory=_now, description="UTC time.")
 

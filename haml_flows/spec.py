@@ -149,6 +149,12 @@ class MlpMdSpec(_Section):
     )
     time_step: float = Field(0.5, gt=0, description="Time step, fs.")
     max_steps: int = Field(2000, gt=0, description="Step limit of one segment.")
+    continue_trusted: bool = Field(
+        True,
+        description="A segment that reaches max_steps without a gamma break or a "
+        "collapse is trusted: the next cycle continues MLP-MD with the same "
+        "potential, without AIMD or training.",
+    )
     gamma_break: float = Field(10.0, gt=1, description="Stop when gamma exceeds it.")
     gamma_every: int = Field(1, gt=0, description="Evaluate gamma every k steps.")
     temperature: float = Field(300.0, gt=0, description="Thermostat target, K.")

@@ -161,12 +161,13 @@ def segments(store, run_id: str, docs: list[CycleDoc] | None = None) -> list[Seg
     out = []
     for doc in docs:
         start = doc.cumulative_fs - doc.aimd_fs - doc.mlpmd_fs
-        out.append(
-            Segment(
-                doc.cycle, "aimd", doc.aimd_job, start, start + doc.aimd_fs,
-                _time_step(store, doc.aimd_job, doc.aimd_fs, doc.aimd_steps),
+        if doc.aimd_job is not None:  # a continued cycle has no AIMD segment
+            out.append(
+                Segment(
+                    doc.cycle, "aimd", doc.aimd_job, start, start + doc.aimd_fs,
+                    _time_step(store, doc.aimd_job, doc.aimd_fs, doc.aimd_steps),
+                )
             )
-        )
         out.append(
             Segment(
                 doc.cycle, "mlpmd", doc.mlpmd_job, start + doc.aimd_fs,

@@ -185,11 +185,11 @@ def stage_makers(spec, settings=None) -> tuple:
         # MLIP's own gamma break, so the guard's thresholds do not apply
         guard = {"max_force", "distance_margin", "temperature_factor"}
         mlpmd = LammpsMlpMdMaker(
-            **md.model_dump(exclude={"engine", *guard}),
+            **md.model_dump(exclude={"engine", "continue_trusted", *guard}),
             lmp_cmd=settings.LMP_CMD, mlp_cmd=settings.MLP_CMD,
         )
     else:
         from haml_flows.engines.mlpmd import MlpMdMaker
 
-        mlpmd = MlpMdMaker(**md.model_dump(exclude={"engine"}))
+        mlpmd = MlpMdMaker(**md.model_dump(exclude={"engine", "continue_trusted"}))
     return aimd, train, mlpmd

@@ -13,7 +13,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 
-from jobflow import Flow, Maker, Response, job
+from jobflow import Flow, Maker, OutputReference, Response, job
 from pymatgen.core import Structure
 
 from haml_flows.engines.choice import stage_makers
@@ -82,6 +82,7 @@ def record_cycle(
     training: dict,
     mlpmd: dict,
     jobs: dict,
+    continued: bool = False,
 ) -> CycleDoc:
     """Gather one cycle's numbers into its CycleDoc and report progress."""
     doc = CycleDoc(
@@ -112,16 +113,24 @@ def record_cycle(
         aimd_corrections=aimd.get("corrections") or [],
         training_fallback=training.get("fallback"),
         mlpmd_collapse=mlpmd.get("collapse") or [],
+        continued=continued,
     )
+    if continued:
+        head = "cycle %d | continued (previous segment trusted to max_steps), MTP of %d frames"
+        args = [doc.cycle, doc.training_set_size]
+    else:
+        head = "cycle %d | AIMD %d steps %.1f s | MTP %d frames, F-RMSE %.3f eV/A, %.1f s"
+        args = [
+            doc.cycle,
+            doc.aimd_steps,
+            doc.aimd_cost.wall_seconds,
+            doc.training_set_size,
+            doc.force_rmse,
+            doc.training_cost.wall_seconds,
+        ]
     logger.info(
-        "cycle %d | AIMD %d steps %.1f s | MTP %d frames, F-RMSE %.3f eV/A, %.1f s"
-        " | MLP-MD %d steps (%s, gamma %.2f) %.1f s | %.3f ps",
-        doc.cycle,
-        doc.aimd_steps,
-        doc.aimd_cost.wall_seconds,
-        doc.training_set_size,
-        doc.force_rmse,
-        doc.training_cost.wall_seconds,
+        head + " | MLP-MD %d steps (%s, gamma %.2f) %.1f s | %.3f ps",
+        *args,
         doc.mlpmd_steps,
         doc.stop_reason,
         doc.gamma_at_stop,
@@ -144,6 +153,19 @@ _AIMD_FIELDS = (
     "corrections",
 )
 _TRAINING_FIELDS = ("training_set_size", "energy_rmse", "force_rmse", "cost", "fallback")
+@job
+def trained_potential(training_job: str) -> dict:
+    """The potential and training set of ``training_job``, as references to its output.
+
+    jobflow resolves references inside a stored output, so a continued cycle
+    reads them without holding their text and without a reference to a job
+    outside its own flow (which jobflow refuses in a FireWorks replacement).
+    """
+    trained = OutputReference(training_job)
+    return {"potential": trained.potential, "training_set": trained.training_set}
+
+
+_LAST_TRAINING_FIELDS = ("training_set_size", "energy_rmse", "force_rmse")
 _MLPMD_FIELDS = (
     "n_steps", "simulated_fs", "gamma_at_stop", "gamma_max", "stop_reason",
     "temperature_start", "temperature_end", "cost", "gamma_seconds", "collapse",
@@ -166,6 +188,7 @@ class HamlCycleMaker(Maker):
     max_cycles: int = 10
     total_time_fs: float = 10_000.0
     fallback_aimd_factor: float = 2.0
+    continue_trusted: bool = True
 
     @job
     def make(
@@ -176,11 +199,17 @@ class HamlCycleMaker(Maker):
         training_set: str | None = None,
         potential: str | None = None,
         training_fallback: dict | None = None,
+        previous_stop: str | None = None,
+        last_training: dict | None = None,
     ) -> Response:
         """Stop, or run cycle ``cycle`` and queue cycle ``cycle + 1``.
 
         After a training that kept the previous potential (``training_fallback``)
-        the AIMD segment is ``fallback_aimd_factor`` times longer.
+        the AIMD segment is ``fallback_aimd_factor`` times longer. When the
+        previous MLP-MD segment ran to max_steps (``previous_stop``) with
+        nothing untrusted, the cycle only continues the MLP-MD with the same
+        potential (``continue_trusted``); ``last_training`` carries that
+        potential's training numbers and job into the cycle's record.
         """
         if cycle > self.max_cycles or simulated_fs >= self.total_time_fs:
             reason = "max_cycles" if cycle > self.max_cycles else "total_time"
@@ -196,6 +225,15 @@ class HamlCycleMaker(Maker):
                     stop_reason=reason,
                     structure=structure,
                 )
+            )
+        if (
+            self.continue_trusted
+            and previous_stop == "max_steps"
+            and potential is not None
+            and last_training is not None
+        ):
+            return self._continuation(
+                structure, cycle, simulated_fs, training_set, potential, last_training
             )
         aimd_maker = self.aimd_maker
         if training_fallback:
@@ -228,20 +266,78 @@ class HamlCycleMaker(Maker):
             train.output.training_set,
             train.output.potential,
             train.output.fallback,
+            mlpmd.output.stop_reason,
+            {
+                **{k: getattr(train.output, k) for k in _LAST_TRAINING_FIELDS},
+                "job": train.uuid,
+            },
         )
         stages = (
             (aimd, "aimd"), (train, "training"), (mlpmd, "mlpmd"), (record, "record")
         )
+        return self._replacement(cycle, stages, next_cycle)
+
+    def _continuation(
+        self,
+        structure: Structure,
+        cycle: int,
+        simulated_fs: float,
+        training_set: str,
+        potential: str,
+        last_training: dict,
+    ) -> Response:
+        """MLP-MD only, from the trusted segment's last state, same potential.
+
+        Potential and training set reach the MLP-MD through ``trained_potential``
+        (references to the training job's output), so that no job input carries
+        their text.
+        """
+        link = trained_potential(last_training["job"])
+        link.set_uuid(stage_uuid(self.run_id, cycle, "potential"))
+        potential, training_set = link.output["potential"], link.output["training_set"]
+        mlpmd = self.mlpmd_maker.make(structure, potential, training_set)
+        mlpmd.set_uuid(stage_uuid(self.run_id, cycle, "mlpmd"))
+        no_cost = StageCost(wall_seconds=0.0, cpu_seconds=0.0)
+        record = record_cycle(
+            self.run_id,
+            cycle,
+            simulated_fs,
+            {
+                "n_steps": 0, "simulated_fs": 0.0, "temperature_start": None,
+                "temperature_end": None, "cost": no_cost, "corrections": [],
+            },
+            {
+                **{k: last_training[k] for k in _LAST_TRAINING_FIELDS},
+                "cost": no_cost,
+                "fallback": None,
+            },
+            {k: getattr(mlpmd.output, k) for k in _MLPMD_FIELDS},
+            {"aimd": None, "training": last_training["job"], "mlpmd": mlpmd.uuid},
+            continued=True,
+        )
+        record.set_uuid(stage_uuid(self.run_id, cycle, "record"))
+        next_cycle = self.make(
+            mlpmd.output.structure,
+            cycle + 1,
+            record.output.cumulative_fs,
+            training_set,
+            potential,
+            None,
+            mlpmd.output.stop_reason,
+            last_training,
+        )
+        stages = ((link, "potential"), (mlpmd, "mlpmd"), (record, "record"))
+        return self._replacement(cycle, stages, next_cycle)
+
+    def _replacement(self, cycle: int, stages, next_cycle) -> Response:
+        """Name and tag the cycle's jobs; replace this job with them and the next cycle."""
         for stage_job, stage in stages:
             stage_job.name = f"{stage} {cycle}"
             stage_job.metadata.update(run_id=self.run_id, cycle=cycle, stage=stage)
         next_cycle.name = f"{self.name} {cycle + 1}"
         next_cycle.metadata.update(run_id=self.run_id, cycle=cycle + 1, stage="cycle")
-        return Response(
-            replace=Flow(
-                [aimd, train, mlpmd, record, next_cycle], output=next_cycle.output
-            )
-        )
+        jobs = [stage_job for stage_job, _ in stages]
+        return Response(replace=Flow([*jobs, next_cycle], output=next_cycle.output))
 
 
 @dataclass
@@ -296,5 +392,6 @@ class HamlMaker(Maker):
                 mlpmd_maker=mlpmd,
                 max_cycles=spec.stop.max_cycles,
                 total_time_fs=spec.stop.total_time_ps * 1000.0,
+                continue_trusted=spec.mlpmd.continue_trusted,
             ),
         )

@@ -96,3 +96,72 @@ def test_fireworks_gives_the_same_cycles(haml_settings, job_store, tmp_path):
     assert run_summary(job_store, run.run_id).stop_reason == "max_cycles"
     states = {fw["state"] for fw in launchpad.fireworks.find({}, {"state": 1})}
     assert states == {"COMPLETED"}
+
+
+def _continued_spec(tmp_path: Path, **changes) -> Path:
+    # no gamma break and a guard too loose to fire on this small potential:
+    # every MLP-MD segment runs to max_steps and is trusted
+    return _spec(
+        tmp_path, mlpmd__gamma_break=1e9, mlpmd__temperature_factor=50.0,
+        mlpmd__max_force=1e4, mlpmd__distance_margin=0.1,
+        stop__max_cycles=3, stop__total_time_ps=100.0, **changes,
+    )
+
+
+def _assert_continued(docs):
+    first, *rest = docs
+    assert not first.continued and first.aimd_steps == 8
+    assert first.stop_reason == "max_steps"
+    for before, doc in zip(docs, rest):
+        assert doc.continued
+        assert doc.aimd_steps == 0 and doc.aimd_fs == 0.0 and doc.aimd_job is None
+        assert doc.aimd_cost.cpu_seconds == 0.0 and doc.training_cost.cpu_seconds == 0.0
+        # the same potential: the cycle-1 training job, its numbers carried over
+        assert doc.training_job == first.training_job
+        assert doc.training_set_size == first.training_set_size == 9
+        assert doc.force_rmse == first.force_rmse
+        assert doc.mlpmd_steps == 60 and doc.mlpmd_cost.cpu_seconds > 0
+        assert doc.cumulative_fs == pytest.approx(before.cumulative_fs + 30.0)
+        # the segment continues from the previous one's last state
+        assert doc.temperature_mlpmd_start == pytest.approx(
+            before.temperature_mlpmd_end, rel=0.03
+        )
+
+
+def test_trusted_segment_is_continued_without_aimd(job_store, tmp_path):
+    from haml_flows.analysis.timeline import run_timeline
+
+    run = prepare_run(_continued_spec(tmp_path))
+    run_prepared_locally(run, job_store, tmp_path / "work")
+    docs = cycle_docs(job_store, run.run_id)
+    assert [d.cycle for d in docs] == [1, 2, 3]
+    _assert_continued(docs)
+    # the timeline skips the missing AIMD segments and stays in time order
+    times = [frame.time_fs for frame in run_timeline(job_store, run.run_id)]
+    assert np.all(np.diff(times) > 0)
+    assert times[-1] == pytest.approx(docs[-1].cumulative_fs)
+    stages = {(frame.cycle, frame.stage) for frame in run_timeline(job_store, run.run_id)}
+    assert (2, "aimd") not in stages and (2, "mlpmd") in stages
+
+
+def test_continuation_can_be_switched_off(job_store, tmp_path):
+    run = prepare_run(_continued_spec(tmp_path, mlpmd__continue_trusted=False))
+    run_prepared_locally(run, job_store, tmp_path / "work")
+    docs = cycle_docs(job_store, run.run_id)
+    assert [d.aimd_steps for d in docs] == [8, 8, 8]
+    assert not any(d.continued for d in docs)
+    assert [d.training_set_size for d in docs] == [9, 18, 27]
+
+
+def test_continued_cycles_on_fireworks(haml_settings, job_store, tmp_path):
+    from haml_flows.database.stores import make_launchpad
+
+    launchpad = make_launchpad(haml_settings)
+    launchpad.reset("", require_password=False)
+    run = prepare_run(_continued_spec(tmp_path))
+    run_prepared_on_fireworks(run, job_store, launchpad, tmp_path / "fw")
+    docs = cycle_docs(job_store, run.run_id)
+    assert [d.cycle for d in docs] == [1, 2, 3]
+    _assert_continued(docs)
+    states = {fw["state"] for fw in launchpad.fireworks.find({}, {"state": 1})}
+    assert states == {"COMPLETED"}
