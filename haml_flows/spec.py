@@ -113,6 +113,14 @@ class MtpSpec(_Section):
             "None = all. Bounds training time as the training set grows."
         ),
     )
+    linear_frames: int | None = Field(
+        100,
+        gt=0,
+        description=(
+            "Cap on training frames seen by the linear least-squares stages: the "
+            "newest half of them and older ones evenly spaced; None = all."
+        ),
+    )
     holdout_fraction: float = Field(
         0.2, ge=0, lt=1, description="Newest fraction of frames held out for errors."
     )

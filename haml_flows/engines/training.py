@@ -29,8 +29,10 @@ class MtpTrainMaker(Maker):
     motep; ``None`` (or an empty worker entry) uses motep. MLIP runs its own
     optimizer with its default iteration limit, so ``radial_iterations``,
     ``radial_frames`` and ``seed`` apply to motep only. ``radial_frames``
-    caps the frames of the L-BFGS stage (evenly spaced over the run), which
-    keeps a cycle's training time bounded while the training set grows.
+    caps the frames of the L-BFGS stage (evenly spaced over the run) and
+    ``linear_frames`` those of the linear stages (the newest half and older
+    ones evenly spaced), which keeps a cycle's training time bounded while
+    the training set grows.
 
     A fit that fails, ends with a non-finite loss or does worse on the
     held-out frames than the previous potential is not used: the previous
@@ -44,6 +46,7 @@ class MtpTrainMaker(Maker):
     species: list[str] | None = None
     radial_iterations: int = 30
     radial_frames: int | None = 20
+    linear_frames: int | None = 100
     holdout_fraction: float = 0.2
     energy_weight: float = 1.0
     force_weight: float = 0.01
@@ -86,6 +89,7 @@ class MtpTrainMaker(Maker):
                     frames,
                     radial_iterations=self.radial_iterations,
                     radial_frames=self.radial_frames,
+                    linear_frames=self.linear_frames,
                     **common,
                 )
             return train_with_mlp(frames, mlp_cmd=mlp_cmd, **common)

@@ -149,6 +149,19 @@ def _radial_step(iterations: int) -> dict:
     }
 
 
+def _recent_and_spread(frames: list[Atoms], n: int | None) -> list[Atoms]:
+    """At most ``n`` frames: the newest half of ``n``, and older ones evenly spaced.
+
+    The newest frames are where the previous potential extrapolated; the
+    spread keeps every earlier part of the run represented.
+    """
+    if n is None or len(frames) <= n:
+        return frames
+    recent = n // 2
+    older = frames[: len(frames) - recent]
+    return _evenly_spaced(older, n - recent) + frames[len(frames) - recent :]
+
+
 def _evenly_spaced(frames: list[Atoms], n: int | None) -> list[Atoms]:
     """At most ``n`` frames spread over the whole run, always including the last."""
     if n is None or len(frames) <= n:
@@ -257,6 +270,7 @@ def train_mtp(
     stride: int = 1,
     radial_frames: int | None = RADIAL_FRAMES,
     linear_first: bool | None = None,
+    linear_frames: int | None = None,
 ) -> TrainingResult:
     """Train an MTP on ``frames`` (chronological) and score it on the held-out tail.
 
@@ -265,11 +279,16 @@ def train_mtp(
     of the frames is held out; errors are on the training frames if none is.
     The L-BFGS stage sees at most ``radial_frames`` evenly spaced training
     frames (``None``: all), which bounds its cost as the data set grows; the
-    linear stages use every training frame. ``linear_first`` runs a linear
+    linear stages use every training frame, or at most ``linear_frames``
+    (the newest half of them and older ones evenly spaced), which bounds their
+    cost too: each frame costs one parameter Jacobian. ``linear_first`` runs a linear
     stage before the L-BFGS stage; by default only on a cold start (a warm
     start's linear coefficients already fit the previous radial functions,
     and the final linear stage refits them on all frames).
     """
+    if linear_frames is not None and linear_frames < 1:
+        msg = f"linear_frames must be >= 1 or None, got {linear_frames}"
+        raise ValueError(msg)
     start = time.perf_counter()
     split = prepare_training(
         frames, previous=previous, level=level, species=species, cutoff=cutoff,
@@ -285,11 +304,12 @@ def train_mtp(
     rng = np.random.default_rng(seed)
     if linear_first is None:
         linear_first = previous is None
-    stages = [(train, [LINEAR_STEP])] if linear_first or radial_iterations == 0 else []
+    linear = _recent_and_spread(train, linear_frames)
+    stages = [(linear, [LINEAR_STEP])] if linear_first or radial_iterations == 0 else []
     if radial_iterations > 0:
         stages += [
             (_evenly_spaced(train, radial_frames), [_radial_step(radial_iterations)]),
-            (train, [LINEAR_STEP]),
+            (linear, [LINEAR_STEP]),
         ]
     with (
         tempfile.TemporaryDirectory(prefix="haml_mtp_") as tmp,

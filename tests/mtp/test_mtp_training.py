@@ -139,3 +139,25 @@ def test_stages_and_their_frames(frames, monkeypatch):
         linear_first=True,
     )
     assert seen == [("LLS", 10), ("minimize", 10), ("LLS", 10)]
+    seen.clear()
+    # linear stages capped: the newest half of the cap and older frames spread
+    train_mtp(
+        frames, **{**FAST, "radial_iterations": 2}, radial_frames=4, linear_frames=6,
+        linear_first=True,
+    )
+    assert seen == [("LLS", 6), ("minimize", 4), ("LLS", 6)]
+
+
+def test_linear_frames_keep_the_newest_and_spread_the_rest():
+    from haml_flows.mtp.training import _recent_and_spread
+
+    frames = list(range(40))
+    picked = _recent_and_spread(frames, 10)
+    assert len(picked) == 10
+    assert picked[-5:] == [35, 36, 37, 38, 39]
+    assert picked[0] == 0 and picked[:5] == sorted(set(picked[:5]))
+    assert max(picked[:5]) < 35
+    assert _recent_and_spread(frames, None) == frames
+    assert _recent_and_spread(frames[:8], 10) == frames[:8]
+    with pytest.raises(ValueError, match="linear_frames"):
+        train_mtp([], linear_frames=0)
