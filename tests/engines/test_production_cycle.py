@@ -61,7 +61,9 @@ def test_vasp_mlip_lammps_cycles_on_fireworks(
     spec["name"] = "production_engines"
     spec["reference"].update(engine="vasp", steps=6)
     spec["mtp"]["engine"] = "mlip"
-    spec["mlpmd"].update(engine="lammps", max_steps=40, gamma_break=3)
+    spec["mlpmd"].update(
+        engine="lammps", max_steps=40, gamma_break=3, continue_trusted=False
+    )
     spec["stop"]["max_cycles"] = 2
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(spec))

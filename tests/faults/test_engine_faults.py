@@ -370,6 +370,8 @@ def test_training_fallback_lengthens_next_aimd(
         _spec(
             tmp_path, stop__max_cycles=2, mtp__force_weight=0.0,
             mtp__stress_weight=0.0, mtp__radial_iterations=0,
+            # every cycle runs AIMD: a segment trusted to max_steps is not continued
+            mlpmd__continue_trusted=False,
         )
     )
     cycles = HamlMaker.from_spec(spec).cycle_maker
