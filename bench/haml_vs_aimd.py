@@ -44,7 +44,7 @@ import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import chdir
 from pathlib import Path
 
 import numpy as np
@@ -162,17 +162,6 @@ class _FailedJobs(logging.Handler):
             self.failures.append(f"{name}: {_last_line(trace)}")
 
 
-@contextmanager
-def _chdir(path: Path):
-    path.mkdir(parents=True, exist_ok=True)
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
 def haml_task(key: str, spec_path: str, run_id: str, workdir: str) -> dict:
     """Run the spec as run ``run_id``; a failure is returned, not raised."""
     progress = _setup_child(key)
@@ -213,7 +202,8 @@ def aimd_task(key: str, spec_path: str, ps: float, workdir: str) -> dict:
 
     out = {"error": None, "structure": None}
     # atomate2's relax and MD write files (final_atoms_object.xyz) into the cwd
-    with _chdir(Path(workdir)):
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    with chdir(workdir):
         try:
             prepared = prepare_run(spec_path)
             spec = prepared.spec
