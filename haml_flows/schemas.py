@@ -127,6 +127,12 @@ class MlpMdDoc(BaseModel):
     gamma_max: float = Field(description="Largest grade seen during the segment.")
     temperature_start: float = Field(description="Temperature of the first frame, K.")
     temperature_end: float = Field(description="Temperature of the last frame, K.")
+    start_cooled_from: float | None = Field(
+        None,
+        description="Temperature (K) of the incoming frame when it was hotter than "
+        "mlpmd.start_temperature_factor x the target and its velocities were scaled "
+        "down to the target; None: started from the incoming velocities.",
+    )
     cost: StageCost = Field(description="Wall and CPU time of the segment.")
     gamma_seconds: float = Field(
         description="Wall seconds spent on the grade (part of cost)."

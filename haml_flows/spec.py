@@ -15,7 +15,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymatgen.core import Element, Structure
 
-from haml_flows.faults.collapse import DISTANCE_MARGIN, MAX_FORCE, TEMPERATURE_FACTOR
+from haml_flows.faults.collapse import (
+    DISTANCE_MARGIN,
+    MAX_FORCE,
+    START_TEMPERATURE_FACTOR,
+    TEMPERATURE_FACTOR,
+)
 from haml_flows.systems import BUILDERS
 
 
@@ -168,6 +173,12 @@ class MlpMdSpec(_Section):
     temperature: float = Field(300.0, gt=0, description="Thermostat target, K.")
     thermostat_time: float = Field(
         25.0, gt=0, description="Nose-Hoover characteristic time, fs."
+    )
+    start_temperature_factor: float = Field(
+        START_TEMPERATURE_FACTOR, gt=1,
+        description="A segment whose start frame is hotter than this multiple of the "
+        "target (heat the reference engine released after a hand-over) starts "
+        "with its velocities scaled down to the target.",
     )
     save_interval: int = Field(10, gt=0, description="Store every k-th frame.")
     max_force: float = Field(

@@ -45,6 +45,31 @@ def atoms_with_velocities(structure: Structure) -> Atoms:
     return atoms
 
 
+def cap_start_temperature(
+    structure: Structure, temperature: float, factor: float
+) -> tuple[Structure, float | None]:
+    """The structure with its velocities scaled down to ``temperature`` if too hot.
+
+    A structure whose kinetic temperature is above ``factor`` x
+    ``temperature`` gets velocities scaled to ``temperature`` (directions
+    kept); the second value is the temperature it had, or None when it was
+    left alone (also without velocities).
+    """
+    velocities = structure.site_properties.get("velocities")
+    if velocities is None:
+        return structure, None
+    atoms = atoms_with_velocities(structure)
+    current = float(atoms.get_temperature())
+    if current <= factor * temperature:
+        return structure, None
+    scaled = structure.copy()
+    scaled.add_site_property(
+        "velocities",
+        (np.asarray(velocities, dtype=float) * np.sqrt(temperature / current)).tolist(),
+    )
+    return scaled, current
+
+
 def final_structure(trajectory: Trajectory) -> Structure:
     """The last frame of an MD trajectory with its velocities."""
     structure = bare_structure(trajectory[-1])

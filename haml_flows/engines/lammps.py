@@ -40,9 +40,11 @@ from pymatgen.io.lammps.outputs import parse_lammps_dumps
 from haml_flows.engines.choice import COMMANDS, require_command
 from haml_flows.engines.frames import (
     atoms_with_velocities,
+    cap_start_temperature,
     measure_cost,
     structure_with_velocities,
 )
+from haml_flows.faults.collapse import START_TEMPERATURE_FACTOR
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.grade import load_potential
 from haml_flows.mtp.mlip_binary import calc_grade_with_mlp, run_mlp
@@ -231,6 +233,7 @@ class LammpsMlpMdMaker(Maker):
     save_interval: int = 10
     seed: int = 0
     select_threshold: float = 2.0
+    start_temperature_factor: float = START_TEMPERATURE_FACTOR
     lmp_cmd: str | None = ">>lmp_cmd<<"
     mlp_cmd: str | None = ">>mlp_cmd<<"
 
@@ -272,6 +275,9 @@ class LammpsMlpMdMaker(Maker):
             raise ValueError("MLP-MD needs a structure with 'velocities' from AIMD")
         lmp_cmd = require_command(self.lmp_cmd, LMP_COMMAND)
         mlp_cmd = require_command(self.mlp_cmd, MLP_COMMAND)
+        structure, cooled_from = cap_start_temperature(
+            structure, self.temperature, self.start_temperature_factor
+        )
         directory = Path.cwd()
         with measure_cost() as meter:
             symbols = self.write_inputs(directory, structure, potential, training_set)
@@ -315,6 +321,7 @@ class LammpsMlpMdMaker(Maker):
             gamma_max=float(np.max(gammas)),
             temperature_start=float(properties[0]["temperature"]),
             temperature_end=float(properties[-1]["temperature"]),
+            start_cooled_from=cooled_from,
             cost=meter.cost,
             gamma_seconds=gamma_seconds,
         )

@@ -21,12 +21,14 @@ from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.frames import (
     atoms_with_velocities,
+    cap_start_temperature,
     measure_cost,
     structure_with_velocities,
 )
 from haml_flows.faults.collapse import (
     DISTANCE_MARGIN,
     MAX_FORCE,
+    START_TEMPERATURE_FACTOR,
     TEMPERATURE_FACTOR,
     CollapseGuard,
 )
@@ -51,6 +53,7 @@ class MlpMdMaker(Maker):
     max_force: float = MAX_FORCE
     distance_margin: float = DISTANCE_MARGIN
     temperature_factor: float = TEMPERATURE_FACTOR
+    start_temperature_factor: float = START_TEMPERATURE_FACTOR
 
     @job(data=["trajectory", "gamma_history"])
     def make(
@@ -69,6 +72,9 @@ class MlpMdMaker(Maker):
             motep_log.setLevel(motep_level)
 
     def _run(self, structure: Structure, potential: str, training_set: str) -> MlpMdDoc:
+        structure, cooled_from = cap_start_temperature(
+            structure, self.temperature, self.start_temperature_factor
+        )
         with measure_cost() as meter:
             with measure_cost() as setup:
                 training_frames = cfg_to_frames(training_set)
@@ -151,6 +157,7 @@ class MlpMdMaker(Maker):
             gamma_max=float(np.max(gammas)),
             temperature_start=float(properties[0]["temperature"]),
             temperature_end=float(properties[-1]["temperature"]),
+            start_cooled_from=cooled_from,
             cost=meter.cost,
             gamma_seconds=float(getattr(calc, "gamma_seconds", 0.0)),
             collapse=collapse or [],

@@ -160,3 +160,14 @@ def test_skewed_cell_round_trips_through_lammps(in_tmp, trained):
     speeds = np.linalg.norm(out.trajectory.frame_properties[0]["velocities"], axis=1)
     assert np.allclose(speeds, np.linalg.norm(incoming.get_velocities(), axis=1),
                        rtol=1e-6, atol=1e-9)
+
+
+def test_hot_start_is_cooled_before_lammps_reads_it(in_tmp, trained):
+    aimd, doc = trained
+    hot = aimd.structure.copy()
+    velocities = 2.0 * np.asarray(aimd.structure.site_properties["velocities"])
+    hot.add_site_property("velocities", velocities.tolist())
+    maker = _maker(max_steps=5, gamma_break=1e9, temperature=aimd.temperature_end)
+    out = LammpsMlpMdMaker.make.original(maker, hot, doc.potential, doc.training_set)
+    assert out.start_cooled_from == pytest.approx(4.0 * aimd.temperature_end, rel=1e-6)
+    assert out.temperature_start == pytest.approx(aimd.temperature_end, rel=0.05)

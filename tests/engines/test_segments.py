@@ -96,3 +96,29 @@ def test_mlpmd_needs_velocities(trained):
         MlpMdMaker.make.original(
             MlpMdMaker(), li_lpsc_mini(li_layers=1), doc.potential, doc.training_set
         )
+
+
+def _heated(structure, factor):
+    hot = structure.copy()
+    velocities = np.asarray(structure.site_properties["velocities"]) * np.sqrt(factor)
+    hot.add_site_property("velocities", velocities.tolist())
+    return hot
+
+
+def test_hot_start_is_cooled_to_the_target(trained):
+    aimd, doc = trained
+    maker = MlpMdMaker(max_steps=5, gamma_break=1e9, temperature=aimd.temperature_end)
+    hot = _heated(aimd.structure, 4.0)
+    out = MlpMdMaker.make.original(maker, hot, doc.potential, doc.training_set)
+    assert out.start_cooled_from == pytest.approx(4.0 * aimd.temperature_end, rel=1e-6)
+    assert out.temperature_start == pytest.approx(aimd.temperature_end, rel=0.03)
+    assert out.collapse == []
+
+
+def test_start_within_the_factor_keeps_its_velocities(trained):
+    aimd, doc = trained
+    maker = MlpMdMaker(max_steps=5, gamma_break=1e9, temperature=aimd.temperature_end)
+    warm = _heated(aimd.structure, 1.4)
+    out = MlpMdMaker.make.original(maker, warm, doc.potential, doc.training_set)
+    assert out.start_cooled_from is None
+    assert out.temperature_start == pytest.approx(1.4 * aimd.temperature_end, rel=0.03)
