@@ -161,3 +161,12 @@ def test_linear_frames_keep_the_newest_and_spread_the_rest():
     assert _recent_and_spread(frames[:8], 10) == frames[:8]
     with pytest.raises(ValueError, match="linear_frames"):
         train_mtp([], linear_frames=0)
+
+
+def test_radial_stage_moves_the_radial_functions_and_improves_the_fit(frames):
+    settings = {"holdout_fraction": 0.0, "level": 8, "cutoff": 4.5}
+    linear_only = train_mtp(frames, radial_iterations=0, **settings)
+    fitted = train_mtp(frames, radial_iterations=20, **settings)
+    start = load_potential(linear_only.potential).radial_coeffs
+    assert not np.allclose(load_potential(fitted.potential).radial_coeffs, start)
+    assert fitted.force_rmse < 0.95 * linear_only.force_rmse
