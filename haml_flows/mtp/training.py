@@ -141,14 +141,17 @@ def _errors(data: MTPData, frames: Sequence[Atoms]) -> tuple[float, float]:
 LINEAR_STEP = {"method": "LLS", "optimized": ["species_coeffs", "moment_coeffs"]}
 
 
-def _radial_step(iterations: int) -> dict:
-    # radial coefficients only: the linear stage after it refits the species
-    # and moment coefficients exactly, and with them in the L-BFGS stage their
-    # much stiffer directions stalled it (no change in 30 iterations on the
-    # Li | LiFSI + DME frames, bench/mtp_engine.py shows the effect)
+LBFGS_COEFFICIENTS = ("radial_coeffs",)
+"""Fitted by the L-BFGS stage. The linear stage after it refits the species
+and moment coefficients exactly; with them in the L-BFGS stage, their much
+stiffer directions stalled it (no change in 30 iterations on the
+Li | LiFSI + DME frames; bench/mtp_engine.py measures both)."""
+
+
+def _radial_step(iterations: int, coefficients: Sequence[str] = LBFGS_COEFFICIENTS) -> dict:
     return {
         "method": "minimize",
-        "optimized": ["radial_coeffs"],
+        "optimized": list(coefficients),
         "kwargs": {"method": "L-BFGS-B", "options": {"maxiter": iterations}},
     }
 
@@ -275,6 +278,7 @@ def train_mtp(
     radial_frames: int | None = RADIAL_FRAMES,
     linear_first: bool | None = None,
     linear_frames: int | None = None,
+    lbfgs_coefficients: Sequence[str] = LBFGS_COEFFICIENTS,
 ) -> TrainingResult:
     """Train an MTP on ``frames`` (chronological) and score it on the held-out tail.
 
@@ -289,6 +293,7 @@ def train_mtp(
     stage before the L-BFGS stage; by default only on a cold start (a warm
     start's linear coefficients already fit the previous radial functions,
     and the final linear stage refits them on all frames).
+    ``lbfgs_coefficients`` names what the L-BFGS stage fits (motep's names).
     """
     if linear_frames is not None and linear_frames < 1:
         msg = f"linear_frames must be >= 1 or None, got {linear_frames}"
@@ -312,7 +317,10 @@ def train_mtp(
     stages = [(linear, [LINEAR_STEP])] if linear_first or radial_iterations == 0 else []
     if radial_iterations > 0:
         stages += [
-            (_evenly_spaced(train, radial_frames), [_radial_step(radial_iterations)]),
+            (
+                _evenly_spaced(train, radial_frames),
+                [_radial_step(radial_iterations, lbfgs_coefficients)],
+            ),
             (linear, [LINEAR_STEP]),
         ]
     with (
