@@ -133,7 +133,7 @@ def main() -> int:
 
     manager = "FireWorks (LaunchPad + rapidfire)" if args.fireworks else "jobflow run_locally"
     command = " ".join(
-        ["python bench/cycle_breakdown.py", Path(args.spec).relative_to(ROOT).as_posix()]
+        ["python bench/cycle_breakdown.py", Path(args.spec).resolve().relative_to(ROOT).as_posix()]
         + [f"--cycles {args.cycles}"]
         + (["--before", *args.before] if args.before else [])
         + (["--after", *args.after] if args.after else [])
