@@ -53,7 +53,12 @@ def _kill_worker_mid_cycle(haml_settings, job_store, tmp_path):
     """Submit a run, start a worker, SIGKILL it while KILLED_STAGE runs."""
     launchpad = make_launchpad(haml_settings)
     launchpad.reset("", require_password=False)
-    run = prepare_run(write_spec(tmp_path / "spec.yaml", stop__max_cycles=CYCLES))
+    # every cycle with AIMD and training, and a training long enough (a few
+    # seconds) for the worker to be killed inside it
+    run = prepare_run(write_spec(
+        tmp_path / "spec.yaml", stop__max_cycles=CYCLES, mlpmd__continue_trusted=False,
+        mtp__radial_iterations=100,
+    ))
     submit_to_fireworks(run, job_store, launchpad)
     lp_file, fw_file = write_launchpad_files(tmp_path, haml_settings, run.run_id)
     env = env_for(haml_settings)
@@ -146,7 +151,9 @@ def test_lost_worker_resumed_by_haml(haml_settings, job_store, tmp_path, fault_l
 
 
 def test_killed_local_run_resumed(haml_settings, job_store, tmp_path, fault_ledger):
-    spec = write_spec(tmp_path / "spec.yaml", stop__max_cycles=CYCLES)
+    spec = write_spec(
+        tmp_path / "spec.yaml", stop__max_cycles=CYCLES, mlpmd__continue_trusted=False
+    )
     env = env_for(haml_settings)
     log = tmp_path / "run.log"
     process = start(
@@ -200,7 +207,9 @@ def test_worker_killed_inside_a_workflow_update(
     """SIGKILL while the worker holds FireWorks' workflow lock; resume --unlock."""
     launchpad = make_launchpad(haml_settings)
     launchpad.reset("", require_password=False)
-    run = prepare_run(write_spec(tmp_path / "spec.yaml", stop__max_cycles=2))
+    run = prepare_run(write_spec(
+        tmp_path / "spec.yaml", stop__max_cycles=2, mlpmd__continue_trusted=False
+    ))
     submit_to_fireworks(run, job_store, launchpad)
     lp_file, fw_file = write_launchpad_files(tmp_path, haml_settings, run.run_id)
     env = env_for(haml_settings)
