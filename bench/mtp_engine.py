@@ -122,7 +122,7 @@ def main() -> int:
     cold, cold_cpu = timed(holdout_fraction=0.2, **staged)
     print(f"cold, L-BFGS on radial coefficients: {cold_cpu:.1f} CPU s, "
           f"F {cold.force_rmse:.3f} E {1000 * cold.energy_rmse:.1f}", flush=True)
-    longer, longer_cpu = timed(holdout_fraction=0.2, **{**staged, "radial_iterations": 100})
+    longer, longer_cpu = timed(holdout_fraction=0.2, radial_iterations=100, **staged)
     print(f"cold, 100 iterations: {longer_cpu:.1f} CPU s, F {longer.force_rmse:.3f}",
           flush=True)
     # the held-out frames arrive as a new AIMD segment: warm retrain on all

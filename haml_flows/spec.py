@@ -15,12 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymatgen.core import Element, Structure
 
-from haml_flows.faults.collapse import (
-    DISTANCE_MARGIN,
-    MAX_FORCE,
-    START_TEMPERATURE_FACTOR,
-    TEMPERATURE_FACTOR,
-)
+from haml_flows.engines.frames import START_TEMPERATURE_FACTOR
+from haml_flows.faults.collapse import DISTANCE_MARGIN, MAX_FORCE, TEMPERATURE_FACTOR
 from haml_flows.systems import BUILDERS
 
 

@@ -39,12 +39,12 @@ from pymatgen.io.lammps.outputs import parse_lammps_dumps
 
 from haml_flows.engines.choice import COMMANDS, require_command
 from haml_flows.engines.frames import (
+    START_TEMPERATURE_FACTOR,
     atoms_with_velocities,
     cap_start_temperature,
     measure_cost,
     structure_with_velocities,
 )
-from haml_flows.faults.collapse import START_TEMPERATURE_FACTOR
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.grade import load_potential
 from haml_flows.mtp.mlip_binary import calc_grade_with_mlp, run_mlp

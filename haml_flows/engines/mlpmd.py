@@ -20,6 +20,7 @@ from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.frames import (
+    START_TEMPERATURE_FACTOR,
     atoms_with_velocities,
     cap_start_temperature,
     measure_cost,
@@ -28,7 +29,6 @@ from haml_flows.engines.frames import (
 from haml_flows.faults.collapse import (
     DISTANCE_MARGIN,
     MAX_FORCE,
-    START_TEMPERATURE_FACTOR,
     TEMPERATURE_FACTOR,
     CollapseGuard,
 )

@@ -37,11 +37,6 @@ shortest S-S is 3.3 A, and flags atoms pressed into each other)."""
 TEMPERATURE_FACTOR = 3.0
 """The temperature has run away above this multiple of the thermostat target."""
 
-START_TEMPERATURE_FACTOR = 1.5
-"""An MLP-MD start frame above this multiple of the target is cooled to it:
-AIMD from a strained MLP-MD end frame turns the potential's energy error into
-heat (40 meV/atom is about 300 K); left alone, it compounds over cycles."""
-
 RING_SIZE = 10
 """Recent frames kept for a roll-back; the oldest is the one restored."""
 
