@@ -23,7 +23,10 @@ from ase.calculators.calculator import Calculator, all_changes
 from motep.calculator import MTP
 from motep.grade.maxvol import MaxVol
 from motep.io.mlip.mtp import read_mtp, write_mtp
+from motep.potentials.mtp.base import EngineBase
 from motep.potentials.mtp.data import MTPData
+
+from haml_flows.mtp.neighbors import VesinMTPEngine
 
 SPECIES_TAG = "species:"
 """``potential_tag`` prefix that records atomic numbers (``.mtp`` has no field for them)."""
@@ -68,14 +71,14 @@ def _as_data(potential: str | MTPData) -> MTPData:
     return load_potential(potential) if isinstance(potential, str) else potential
 
 
-def basis_values(engine_calc: MTP, atoms: Atoms) -> np.ndarray:
+def basis_values(engine: EngineBase, atoms: Atoms) -> np.ndarray:
     """Linear-parameter basis of each neighbourhood, ``(n_params, natoms)``.
 
-    ``engine_calc`` must just have evaluated ``atoms`` in run mode.
+    ``engine`` (a motep engine in run mode) must just have evaluated ``atoms``.
     """
-    species = engine_calc.engine.mtp_data.species
+    species = engine.mtp_data.species
     onehot = (atoms.numbers[None, :] == np.asarray(species)[:, None]).astype(float)
-    return np.vstack([engine_calc.engine.mbd.vatoms, onehot])
+    return np.vstack([engine.mbd.vatoms, onehot])
 
 
 class ActiveSet:
@@ -105,13 +108,11 @@ class ActiveSet:
         grade unchanged.
         """
         data = _as_data(potential)
+        engine = VesinMTPEngine(data, mode="run")
         rows = []
         for atoms in frames:
-            calc = MTP(data, engine="cext", mode="run")
-            probe = atoms.copy()
-            probe.calc = calc
-            probe.get_potential_energy()
-            rows.append(basis_values(calc, probe).T.copy())
+            engine.calculate(atoms)
+            rows.append(basis_values(engine, atoms).T.copy())
         matrix = np.vstack(rows)
         n_params = matrix.shape[1]
         scale = np.linalg.norm(matrix, axis=0)
@@ -142,13 +143,13 @@ class ActiveSet:
     def gamma(self, atoms_with_motep_calc: Atoms) -> float:
         """Largest neighbourhood grade of ``atoms`` under its motep calculator."""
         atoms = atoms_with_motep_calc
+        atoms.get_potential_energy()
         calc = atoms.calc
-        if isinstance(calc, GammaCalculator):
-            atoms.get_potential_energy()
-            calc = calc.mtp
-        else:
-            atoms.get_potential_energy()
-        return float(self.gamma_per_atom(basis_values(calc, atoms)).max())
+        engine = calc.engine if isinstance(calc, GammaCalculator | MTP) else None
+        if engine is None:
+            msg = f"atoms carry {type(calc).__name__}, not a motep or GammaCalculator"
+            raise TypeError(msg)
+        return float(self.gamma_per_atom(basis_values(engine, atoms)).max())
 
 
 def _independent_columns(matrix: np.ndarray) -> np.ndarray:
@@ -162,6 +163,8 @@ def _independent_columns(matrix: np.ndarray) -> np.ndarray:
 
 class GammaCalculator(Calculator):
     """motep MTP (compiled engine, run mode) that also tracks the MaxVol grade.
+
+    The engine is motep's with vesin's neighbour search (``VesinMTPEngine``).
 
     ``last_gamma`` is refreshed every ``every``-th calculation (``nan`` before
     the first one or without an active set); ``gamma_evaluations`` counts them
@@ -181,7 +184,7 @@ class GammaCalculator(Calculator):
         if every < 1:
             msg = f"every must be >= 1, got {every}"
             raise ValueError(msg)
-        self.mtp = MTP(_as_data(potential), engine="cext", mode="run")
+        self.engine = VesinMTPEngine(_as_data(potential), mode="run")
         self.active_set = active_set
         self.every = every
         self.calls = 0
@@ -190,6 +193,26 @@ class GammaCalculator(Calculator):
         self.last_gamma_per_atom: np.ndarray | None = None
         self.gamma_seconds = 0.0
 
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's state check by exact comparison of what an MTP depends on.
+
+        ASE compares with ``isclose`` on every property, a tenth of a 42-atom
+        force call; positions, numbers, cell and pbc are all an MTP sees.
+        """
+        old = self.atoms
+        if old is None or len(old) != len(atoms):
+            return list(all_changes)
+        changes = []
+        if not np.array_equal(old.positions, atoms.positions):
+            changes.append("positions")
+        if not np.array_equal(old.numbers, atoms.numbers):
+            changes.append("numbers")
+        if not np.array_equal(old.cell.array, atoms.cell.array):
+            changes.append("cell")
+        if not np.array_equal(old.pbc, atoms.pbc):
+            changes.append("pbc")
+        return changes
+
     def calculate(
         self,
         atoms: Atoms | None = None,
@@ -197,7 +220,7 @@ class GammaCalculator(Calculator):
         system_changes=all_changes,
     ) -> None:
         super().calculate(atoms, properties, system_changes)
-        results = self.mtp.engine.calculate(self.atoms)
+        results = self.engine.calculate(self.atoms)
         self.results = {key: np.copy(value) for key, value in results.items()}
         self.results["energy"] = float(results["energy"])
         self.results["free_energy"] = self.results["energy"]
@@ -205,7 +228,7 @@ class GammaCalculator(Calculator):
             self.results.pop("stress", None)
         if self.active_set is not None and self.calls % self.every == 0:
             start = time.perf_counter()
-            per_atom = self.active_set.gamma_per_atom(basis_values(self.mtp, self.atoms))
+            per_atom = self.active_set.gamma_per_atom(basis_values(self.engine, self.atoms))
             self.last_gamma_per_atom = per_atom
             self.last_gamma = float(per_atom.max())
             self.gamma_evaluations += 1

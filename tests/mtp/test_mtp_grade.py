@@ -65,7 +65,7 @@ def test_gamma_per_atom_is_vectorised_and_checks_shape(setup):
     frames, potential, active = setup
     atoms = _with(potential, frames[1])
     atoms.get_potential_energy()
-    values = basis_values(atoms.calc.mtp, atoms)
+    values = basis_values(atoms.calc.engine, atoms)
     per_atom = active.gamma_per_atom(values)
     assert per_atom.shape == (len(atoms),)
     assert per_atom.max() == pytest.approx(active.gamma(atoms))
@@ -80,3 +80,27 @@ def test_without_active_set_gamma_is_nan(setup):
     atoms.get_forces()
     assert np.isnan(atoms.calc.last_gamma)
     assert atoms.calc.gamma_evaluations == 0
+
+
+def test_calculator_recomputes_on_any_change_an_mtp_sees_and_only_then(setup):
+    frames, potential, _ = setup
+    calc = mtp_calculator(potential)
+    atoms = frames[0].copy()
+    atoms.calc = calc
+    energies = [atoms.get_potential_energy()]
+    atoms.get_forces()
+    atoms.get_stress()
+    assert calc.calls == 1
+    atoms.positions[2, 1] += 1e-9
+    energies.append(atoms.get_potential_energy())
+    atoms.set_cell(atoms.cell.array * 1.001, scale_atoms=False)
+    energies.append(atoms.get_potential_energy())
+    atoms.numbers[[0, 1]] = atoms.numbers[[1, 0]]
+    energies.append(atoms.get_potential_energy())
+    atoms.pbc = [True, True, False]
+    energies.append(atoms.get_potential_energy())
+    assert calc.calls == 5
+    assert len(set(energies)) == 5
+    fresh = atoms.copy()
+    fresh.calc = mtp_calculator(potential)
+    assert energies[-1] == pytest.approx(fresh.get_potential_energy())
