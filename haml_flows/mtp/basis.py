@@ -5,12 +5,12 @@ A moment tensor ``M_{mu,nu} = sum_j f_mu(r_ij) r_ij^{(x)nu}`` has level
 product of moments (a multigraph whose nodes are moments and whose edges are
 contracted index pairs, without self-contractions) with total level <= the
 requested level, of moments with mu <= 5 and nu <= 10 (MLIP's bounds).
-A connected contraction is built by contracting one basic moment at a time
-with the sub-tensor of the others; products of scalars are built as
+A connected contraction is built from pairwise contractions of sub-tensors
+chosen by MLIP's rule (``_Builder.split``); products of scalars are built as
 products of existing scalar moments. This reproduces the counts of MLIP's
-templates: basis functions at every level 2-28, basic moments, and all
-moments up to level 14; from level 16 on the contraction program keeps a
-few more intermediate moments than MLIP's (353 against 350 at 16).
+templates: basis functions and all moments (``alpha_moments_count``) at
+every level 2-28, and basic moments and contraction steps
+(``alpha_index_times``) at the levels checked against MLIP's files.
 """
 
 from __future__ import annotations
@@ -185,28 +185,28 @@ class _Builder:
         return self.count - 1
 
     @staticmethod
-    def _canonical(graph: _Graph, subset: tuple[int, ...]) -> tuple[tuple, tuple, list]:
-        """Canonical key, its node order, and the automorphisms as position maps."""
-        best_key, best = None, []
+    def _canonical(graph: _Graph, subset: tuple[int, ...]) -> tuple[tuple, tuple[int, ...]]:
+        """Canonical key of a sub-tensor and the node order it refers to."""
+        best_key, best = None, None
         for perm in permutations(subset):
             nodes = tuple((*graph.nodes[n], _free(graph, n, subset)) for n in perm)
             edges = tuple(graph.edges[a][b] for a, b in combinations(perm, 2))
             key = (nodes, edges)
             if best_key is None or key < best_key:
-                best_key, best = key, [perm]
-            elif key == best_key:
-                best.append(perm)
-        order = best[0]
-        autos = [tuple(order.index(n) for n in perm) for perm in best]
-        return best_key, order, autos
+                best_key, best = key, perm
+        return best_key, best
 
     def _components(self, graph: _Graph, order: tuple[int, ...], subset) -> list:
         free = [_free(graph, n, subset) for n in order]
         return list(product(*[_exponents(f) for f in free]))
 
     def tensor(self, graph: _Graph, subset: tuple[int, ...]) -> tuple[dict, tuple]:
-        """Return ``(component -> moment index, node order)`` of a sub-tensor."""
-        key, order, autos = self._canonical(graph, subset)
+        """Return ``(component -> moment index, node order)`` of a sub-tensor.
+
+        Components whose sums of products are identical (which is how the
+        symmetries of the operands show up) share one moment, as in MLIP.
+        """
+        key, order = self._canonical(graph, subset)
         if key in self.cache:
             return self.cache[key], order
         if len(subset) == 1:
@@ -215,19 +215,15 @@ class _Builder:
             comps = {(e,): self.basic_index[(mu, nu, e)] for e in _exponents(nu)}
             self.cache[key] = comps
             return comps, order
-        left, right = self.new_cost(graph, subset)[1]
+        left, right = self.split(graph, subset)
         lcomps, lorder = self.tensor(graph, left)
         rcomps, rorder = self.tensor(graph, right)
         cross = [
             (a, b, graph.edges[a][b]) for a in left for b in right if graph.edges[a][b]
         ]
         comps: dict = {}
-        classes: dict = {}
+        known: dict = {}
         for comp in self._components(graph, order, subset):
-            twin = min(tuple(comp[i] for i in sigma) for sigma in autos)
-            if twin in classes:
-                comps[comp] = classes[twin]
-                continue
             exps = dict(zip(order, comp))
             terms: dict[tuple[int, int], int] = {}
             for choice in product(*[_exponents(e) for _, _, e in cross]):
@@ -241,43 +237,52 @@ class _Builder:
                         rex[b][d] += t[d]
                 i = lcomps[tuple(tuple(lex[n]) for n in lorder)]
                 j = rcomps[tuple(tuple(rex[n]) for n in rorder)]
-                terms[(i, j)] = terms.get((i, j), 0) + weight
-            index = self._new()
-            self.times.extend((i, j, m, index) for (i, j), m in terms.items())
-            comps[comp] = classes[twin] = index
+                pair = (min(i, j), max(i, j))
+                terms[pair] = terms.get(pair, 0) + weight
+            signature = frozenset(terms.items())
+            if signature not in known:
+                known[signature] = self._new()
+                self.times.extend((i, j, m, known[signature]) for (i, j), m in terms.items())
+            comps[comp] = known[signature]
         self.cache[key] = comps
         return comps, order
 
-    def new_cost(self, graph: _Graph, subset: tuple[int, ...]) -> tuple[int, tuple | None]:
-        """New components needed to build a sub-tensor, and the split doing so.
+    def split(self, graph: _Graph, subset: tuple[int, ...]) -> tuple[tuple, tuple]:
+        """The two parts whose contraction builds a sub-tensor (MLIP's rule).
 
-        A sub-tensor is one basic moment contracted with the sub-tensor of
-        the other moments, as in MLIP's templates (which then reproduce
-        MLIP's moment counts up to level 14); among equivalent choices, the
-        one needing fewest new components.
+        Peel off one basic moment whose removal leaves the rest connected:
+        the one with the fewest contractions with the rest, then the
+        smallest (mu, nu), then the rest with the smallest canonical key.
+        A sub-graph of four or more moments is instead split into two
+        connected parts of at least two moments each when some such split
+        cuts fewer contractions than the peel (fewest cut, then smallest
+        canonical keys), as MLIP does for M02=M03-M03=M02 at level 18.
+        Reconstructed from MLIP's templates (at level 18 every moment
+        equals one of MLIP's and vice versa); it reproduces MLIP's moment
+        counts at levels 2-28.
         """
-        key, order, autos = self._canonical(graph, subset)
-        if key in self.cache or len(subset) == 1:
-            return 0, None
-        own = len({
-            min(tuple(c[i] for i in sigma) for sigma in autos)
-            for c in self._components(graph, order, subset)
-        })
-        # MLIP's order: peel off the smallest (mu, nu) moment whose removal
-        # leaves the rest connected and contract it with the rest
         edges = np.array(graph.edges)
-        peelable = [
-            n for n in subset if _connected(edges, tuple(m for m in subset if m != n))
-        ]
-        smallest = min(graph.nodes[n] for n in peelable)
-        best = (None, None)
-        for n in peelable:
-            if graph.nodes[n] != smallest:
-                continue
+
+        def cut(part: Sequence[int]) -> int:
+            return sum(graph.edges[a][b] for a in part for b in subset if b not in part)
+
+        peels = []
+        for n in subset:
             rest = tuple(m for m in subset if m != n)
-            cost = own + self.new_cost(graph, rest)[0]
-            if best[0] is None or cost < best[0]:
-                best = (cost, ((n,), rest))
+            if _connected(edges, rest):
+                peels.append(((cut((n,)), graph.nodes[n], self._canonical(graph, rest)[0]), ((n,), rest)))
+        best_cut, _, _ = min(p[0] for p in peels)
+        best = min(peels)[1]
+        halves = []
+        for size in range(2, len(subset) - 1):
+            for part in combinations(subset, size):
+                other = tuple(m for m in subset if m not in part)
+                k = cut(part)
+                if k < best_cut and _connected(edges, part) and _connected(edges, other):
+                    keys = sorted([self._canonical(graph, part)[0], self._canonical(graph, other)[0]])
+                    halves.append(((k, keys), (part, other)))
+        if halves:
+            best = min(halves)[1]
         return best
 
     def scalar(self, graph: _Graph) -> int:

@@ -16,9 +16,12 @@ MLIP_SCALAR_COUNTS = {
     2: 1, 4: 2, 6: 5, 8: 9, 10: 16, 12: 29, 14: 52, 16: 92, 18: 163, 20: 288,
     22: 500, 24: 864, 26: 1464, 28: 2445,
 }
-MLIP_MOMENT_COUNTS = {2: 1, 4: 2, 6: 8, 8: 18, 10: 41, 12: 84, 14: 174}
-MLIP_TIMES_COUNTS = {12: 117, 14: 348}
-MLIP_BASIC_COUNTS = {14: 81, 18: 201}
+MLIP_MOMENT_COUNTS = {
+    2: 1, 4: 2, 6: 8, 8: 18, 10: 41, 12: 84, 14: 174, 16: 350, 18: 718, 20: 1352,
+    22: 2621, 24: 4991, 26: 9396, 28: 17366,
+}
+MLIP_TIMES_COUNTS = {12: 117, 14: 348, 18: 2634, 22: 15431}
+MLIP_BASIC_COUNTS = {14: 81, 18: 201, 22: 421, 24: 581}
 
 
 def _evaluate(template, vectors: np.ndarray, radial: np.ndarray) -> np.ndarray:
