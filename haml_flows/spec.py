@@ -106,6 +106,14 @@ class MtpSpec(_Section):
     radial_iterations: int = Field(
         30, ge=0, description="L-BFGS iterations on radial coefficients per training."
     )
+    rounds: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Rounds of (L-BFGS on the radial coefficients, then linear least "
+            "squares) per training; more rounds fit better at proportional cost."
+        ),
+    )
     radial_frames: int | None = Field(
         20,
         gt=0,

@@ -43,6 +43,7 @@ def test_shipped_specs_validate_and_build():
         ("stop", "total_time_ps", 0, "stop.total_time_ps"),
         ("mtp", "radial_frames", 0, "mtp.radial_frames"),
         ("mtp", "linear_frames", 0, "mtp.linear_frames"),
+        ("mtp", "rounds", 0, "mtp.rounds"),
     ],
 )
 def test_bad_values_name_the_field(section, key, value, field):

@@ -28,7 +28,7 @@ class MtpTrainMaker(Maker):
     FireWorker's ``env.mlp_cmd``) trains with MLIP's ``mlp train`` instead of
     motep; ``None`` (or an empty worker entry) uses motep. MLIP runs its own
     optimizer with its default iteration limit, so ``radial_iterations``,
-    ``radial_frames`` and ``seed`` apply to motep only. ``radial_frames``
+    ``rounds``, ``radial_frames`` and ``seed`` apply to motep only. ``radial_frames``
     caps the frames of the L-BFGS stage (evenly spaced over the run) and
     ``linear_frames`` those of the linear stages (the newest half and older
     ones evenly spaced), which keeps a cycle's training time bounded while
@@ -45,6 +45,7 @@ class MtpTrainMaker(Maker):
     min_dist: float | None = None
     species: list[str] | None = None
     radial_iterations: int = 30
+    rounds: int = 1
     radial_frames: int | None = 20
     linear_frames: int | None = 100
     holdout_fraction: float = 0.2
@@ -88,6 +89,7 @@ class MtpTrainMaker(Maker):
                 return train_mtp(
                     frames,
                     radial_iterations=self.radial_iterations,
+                    rounds=self.rounds,
                     radial_frames=self.radial_frames,
                     linear_frames=self.linear_frames,
                     **common,

@@ -1,7 +1,10 @@
 """Staged MTP training with motep on the AIMD frames of a HAML run.
 
 Stages: linear least squares (species + moment coefficients), L-BFGS on
-the radial coefficients, linear least squares again.
+the radial coefficients, linear least squares again; the last two repeat
+``rounds`` times (each L-BFGS round starts from linear coefficients that are
+exact for the current radial functions, which converges faster than one
+long L-BFGS stage against stale ones).
 The LLS stages are exact for the linear parameters, so a short L-BFGS in
 between is enough to adapt the radial functions each cycle. Every stage
 pays for motep's parameter Jacobian on each frame it sees (about 50 force
@@ -279,6 +282,7 @@ def train_mtp(
     linear_first: bool | None = None,
     linear_frames: int | None = None,
     lbfgs_coefficients: Sequence[str] = LBFGS_COEFFICIENTS,
+    rounds: int = 1,
 ) -> TrainingResult:
     """Train an MTP on ``frames`` (chronological) and score it on the held-out tail.
 
@@ -294,7 +298,11 @@ def train_mtp(
     start's linear coefficients already fit the previous radial functions,
     and the final linear stage refits them on all frames).
     ``lbfgs_coefficients`` names what the L-BFGS stage fits (motep's names).
+    ``rounds`` repeats the L-BFGS stage and the linear stage after it.
     """
+    if rounds < 1:
+        msg = f"rounds must be >= 1, got {rounds}"
+        raise ValueError(msg)
     if linear_frames is not None and linear_frames < 1:
         msg = f"linear_frames must be >= 1 or None, got {linear_frames}"
         raise ValueError(msg)
@@ -316,7 +324,7 @@ def train_mtp(
     linear = _recent_and_spread(train, linear_frames)
     stages = [(linear, [LINEAR_STEP])] if linear_first or radial_iterations == 0 else []
     if radial_iterations > 0:
-        stages += [
+        stages += rounds * [
             (
                 _evenly_spaced(train, radial_frames),
                 [_radial_step(radial_iterations, lbfgs_coefficients)],

@@ -50,6 +50,15 @@ def test_embedded_engines_need_nothing(clean_settings, tmp_path):
     assert train.mlp_cmd is None and isinstance(mlpmd, MlpMdMaker)
 
 
+def test_training_settings_reach_the_maker(clean_settings, tmp_path):
+    path = _spec(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["mtp"].update(rounds=3, radial_iterations=7)
+    path.write_text(yaml.safe_dump(data))
+    _, train, _ = _makers(prepare_run(path))
+    assert (train.rounds, train.radial_iterations) == (3, 7)
+
+
 def test_unknown_engine_lists_the_allowed_ones(clean_settings, tmp_path):
     with pytest.raises(SpecError, match=r"reference\.engine: .*'xtb', 'lj', 'vasp' or 'cp2k'"):
         prepare_run(_spec(tmp_path, reference="gaussian"))

@@ -170,3 +170,16 @@ def test_radial_stage_moves_the_radial_functions_and_improves_the_fit(frames):
     start = load_potential(linear_only.potential).radial_coeffs
     assert not np.allclose(load_potential(fitted.potential).radial_coeffs, start)
     assert fitted.force_rmse < 0.95 * linear_only.force_rmse
+
+
+def test_rounds_repeat_the_radial_and_linear_stages(frames):
+    """Two rounds are the cold fit followed by one warm (radial, linear) pass."""
+    settings = {**FAST, "holdout_fraction": 0.0}
+    one = train_mtp(frames, **settings)
+    chained = train_mtp(frames, previous=one.potential, **settings)
+    two = train_mtp(frames, rounds=2, **settings)
+    assert two.force_rmse == pytest.approx(chained.force_rmse, rel=1e-4)
+    assert two.energy_rmse == pytest.approx(chained.energy_rmse, rel=1e-3, abs=1e-6)
+    assert two.force_rmse < one.force_rmse
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        train_mtp(frames, rounds=0, **settings)
