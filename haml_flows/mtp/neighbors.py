@@ -41,6 +41,16 @@ class VesinMTPEngine(CExtMTPEngine):
     """``CExtMTPEngine`` whose run-mode neighbour list comes from vesin."""
 
     _built_at: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    _checked_numbers: np.ndarray | None = None
+
+    def check_species(self, atoms: Atoms) -> None:
+        """motep's species check, once per set of atomic numbers (not every step)."""
+        if self._checked_numbers is not None and np.array_equal(
+            self._checked_numbers, atoms.numbers
+        ):
+            return
+        super().check_species(atoms)
+        self._checked_numbers = atoms.numbers.copy()
 
     def _build(self, atoms: Atoms) -> None:
         cutoff = float(self.mtp_data.radial_basis.max) + SKIN
@@ -59,9 +69,11 @@ class VesinMTPEngine(CExtMTPEngine):
         positions, cell, pbc = self._built_at
         if positions.shape != atoms.positions.shape:
             return True
-        if not np.array_equal(pbc, atoms.pbc) or not np.allclose(cell, atoms.cell.array):
+        # any change of the cell rebuilds (exact comparison: cheap, and safe)
+        if not (np.array_equal(pbc, atoms.pbc) and np.array_equal(cell, atoms.cell.array)):
             return True
-        moved = np.sum((atoms.positions - positions) ** 2, axis=1)
+        step = atoms.positions - positions
+        moved = np.einsum("ij,ij->i", step, step)
         return bool(moved.max() > (0.5 * SKIN) ** 2)
 
     def update_neighbor_list(self, atoms: Atoms) -> bool:

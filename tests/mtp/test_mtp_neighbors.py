@@ -93,3 +93,13 @@ def test_padding_keeps_each_atoms_neighbours_in_order():
     np.testing.assert_allclose(offsets[0, 1], [2.0, 0, 0])
     np.testing.assert_allclose(offsets[1, 1], [2.0, 0, 0])
     np.testing.assert_allclose(offsets[2], 0.0)
+
+
+def test_unknown_species_is_refused_after_a_valid_call(data):
+    atoms = _systems()["bulk"]
+    engine = VesinMTPEngine(data, mode="run")
+    engine.calculate(atoms)
+    engine.calculate(atoms)
+    atoms.numbers[0] = 3
+    with pytest.raises(ValueError, match="species"):
+        engine.calculate(atoms)
