@@ -1,19 +1,20 @@
 """MTP engine figures: accuracy, warm retraining time, MLP-MD cost per atom-step.
 
-On GFN1-xTB AIMD frames of the mini Li | Li6PS5Cl interface at 300 K:
+On GFN1-xTB AIMD frames of the mini Li | Li6PS5Cl interface at 300 K
+(relaxed first, as a HAML run does before its first AIMD segment):
 
 1. accuracy: lev_max 12 trained on the first 80 % of the frames, tested on
-   the last 20 % (energy RMSE per atom, force RMSE);
+   the last 20 % (energy RMSE per atom, force RMSE), with a HAML cycle's
+   training settings and with longer fits (more L-BFGS iterations, more
+   rounds); before (L-BFGS on all coefficients) and on the frames of an MD
+   started from the unrelaxed interface, for comparison;
 2. training time: a warm-started retrain on all frames after adding the
-   last segment, starting from the potential of step 1, the old way and
-   the earlier ways and the current one (before / after, in the same run):
-   a first linear stage and L-BFGS on all frames; no first linear stage and
-   L-BFGS on RADIAL_FRAMES frames; and also linear stages on at most
-   LINEAR_FRAMES frames (the current default);
-3. MLP-MD cost: microseconds per atom-step for a force call alone and for
-   a force call + the grade, at lev_max 8, 12 and 16 (on the AIMD frames).
+   last segment, starting from the cycle-settings potential of step 1;
+3. MLP-MD cost: microseconds per atom-step for motep's own calculator and
+   for ours, forces alone and forces + the grade, at lev_max 8, 12 and 16
+   (on the AIMD frames).
 
-    python bench/mtp_engine.py [--frames 200] [--no-write]
+    OMP_NUM_THREADS=1 python bench/mtp_engine.py [--frames 200] [--no-write]
 
 The AIMD frames are cached in bench/.cache/ (delete it to regenerate).
 """
@@ -28,6 +29,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench/.cache"
 SECTION = "## MTP engine"
@@ -35,18 +38,35 @@ RADIAL_FRAMES = 20
 LINEAR_FRAMES = 100
 
 
-def aimd_frames(n_frames: int):
-    """GFN1-xTB NVT frames of the mini interface, cached as MLIP .cfg."""
+RELAX_FMAX = 0.05
+RELAX_STEPS = 300
+
+
+def aimd_frames(n_frames: int, *, relaxed: bool = True):
+    """GFN1-xTB NVT frames of the mini interface, cached as MLIP .cfg.
+
+    ``relaxed``: the interface is first relaxed (fixed cell, fmax RELAX_FMAX,
+    at most RELAX_STEPS steps) as a HAML run optimizes before its first
+    AIMD segment, so the frames sample 300 K around the relaxed interface.
+    Without it the MD starts from the built interface, which releases about
+    176 meV/atom in the first 200 fs: the frames are a quench, not 300 K.
+    Returns the frames and the seconds it took to make them (None if cached).
+    """
     from haml_flows.engines.frames import trajectory_frames
-    from haml_flows.engines.reference import AimdSegmentMaker
+    from haml_flows.engines.reference import AimdSegmentMaker, GeometryOptimizationMaker
     from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
     from haml_flows.systems import li_lpsc_mini
 
-    path = CACHE / f"li_lpsc_mini_xtb_{n_frames}.cfg"
+    name = "relaxed_" if relaxed else ""
+    path = CACHE / f"li_lpsc_mini_xtb_{name}{n_frames}.cfg"
     if path.exists():
         return cfg_to_frames(path.read_text()), None
     start = time.perf_counter()
-    result = AimdSegmentMaker(n_steps=n_frames - 1).run_ase(li_lpsc_mini())
+    structure = li_lpsc_mini()
+    if relaxed:
+        optimizer = GeometryOptimizationMaker(fmax=RELAX_FMAX, steps=RELAX_STEPS)
+        structure, _ = optimizer.optimize(structure)
+    result = AimdSegmentMaker(n_steps=n_frames - 1).run_ase(structure)
     seconds = time.perf_counter() - start
     frames = trajectory_frames(result.trajectory)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -54,24 +74,49 @@ def aimd_frames(n_frames: int):
     return frames, seconds
 
 
-def md_cost(level: int, frames, repeats: int = 3) -> tuple[float, float]:
-    """us per atom-step for forces only and for forces + grade, on the AIMD frames.
+def doubled(atoms):
+    """``atoms`` repeated twice along a, with its energy doubled and forces repeated.
+
+    Exact for a periodic pair potential; here only for timing training on
+    frames of twice the atoms (GFN1-xTB at the Gamma point does not make the
+    supercell energy exactly twice the cell's).
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    results = atoms.calc.results
+    big = atoms.repeat((2, 1, 1))
+    keep = {"energy": 2 * results["energy"], "forces": np.tile(results["forces"], (2, 1))}
+    if "stress" in results:
+        keep["stress"] = results["stress"]
+    big.calc = SinglePointCalculator(big, **keep)
+    return big
+
+
+def md_cost(level: int, frames, repeats: int = 3) -> tuple[float, float, float]:
+    """us per atom-step: motep's own calculator, ours (forces), ours (forces + grade).
 
     The force calls run on the real AIMD configurations (not on an MD driven
     by an untrained potential, which would collapse and inflate neighbour
     counts); the potential's linear part is fitted, its radial part is not,
-    which does not change the cost. CPU time of this process (run with
-    OMP_NUM_THREADS=1: one core), so other jobs on the machine do not
-    inflate it.
+    which does not change the cost. The AIMD frames are 1 fs apart, twice an
+    MLP-MD step, so the neighbour list is rebuilt at least as often as in
+    MLP-MD. CPU time of this process (run with OMP_NUM_THREADS=1: one core),
+    so other jobs on the machine do not inflate it.
     """
-    from haml_flows.mtp.grade import ActiveSet, mtp_calculator
+    from motep.calculator import make_calculator
+
+    from haml_flows.mtp.grade import ActiveSet, load_potential, mtp_calculator
     from haml_flows.mtp.training import train_mtp
 
     potential = train_mtp(frames[:20], level=level, radial_iterations=0).potential
     active_set = ActiveSet.from_training(potential, frames[:20])
+    calculators = (
+        make_calculator(load_potential(potential), engine="cext", mode="run"),
+        mtp_calculator(potential),
+        mtp_calculator(potential, active_set),
+    )
     out = []
-    for with_grade in (False, True):
-        calc = mtp_calculator(potential, active_set if with_grade else None)
+    for calc in calculators:
         configurations = [f.copy() for f in frames] * repeats
         configurations[0].calc = calc
         configurations[0].get_forces()
@@ -81,7 +126,7 @@ def md_cost(level: int, frames, repeats: int = 3) -> tuple[float, float]:
             atoms.get_forces()
         elapsed = time.process_time() - start
         out.append(1e6 * elapsed / (len(configurations) * len(frames[0])))
-    return out[0], out[1]
+    return out[0], out[1], out[2]
 
 
 def main() -> int:
@@ -104,31 +149,53 @@ def main() -> int:
 
     iterations = MtpSpec().radial_iterations
 
-    def timed(**kwargs):
+    def timed(on=frames, **kwargs):
         start = time.process_time()
         kwargs.setdefault("radial_iterations", iterations)
-        result = train_mtp(frames, level=12, **kwargs)
+        kwargs.setdefault("rounds", 1)
+        result = train_mtp(on, level=12, **kwargs)
         return result, time.process_time() - start
 
-    # accuracy: train on the first 80 %, test on the last 20 %, with the
-    # settings a HAML cycle uses; before and after the radial-only L-BFGS stage
+    # accuracy: train on the first 80 %, test on the last 20 %: the settings
+    # a HAML cycle uses, then longer fits (more iterations, more rounds)
     staged = {"radial_frames": RADIAL_FRAMES, "linear_frames": LINEAR_FRAMES}
+    fits = {}
+    sweep = [(iterations, 1, RADIAL_FRAMES), (100, 1, RADIAL_FRAMES)]
+    sweep += [(its, 2, RADIAL_FRAMES) for its in (40, 50, 60)]
+    sweep += [(50, 3, RADIAL_FRAMES), (50, 2, 2 * RADIAL_FRAMES)]
+    for its, rounds, radial_frames in sweep:
+        result, cpu = fits[its, rounds, radial_frames] = timed(
+            holdout_fraction=0.2, radial_iterations=its, rounds=rounds,
+            radial_frames=radial_frames, linear_frames=LINEAR_FRAMES,
+        )
+        print(f"cold, {its} iterations x {rounds} rounds on {radial_frames} frames: "
+              f"{cpu:.1f} CPU s, F {result.force_rmse:.3f} "
+              f"E {1000 * result.energy_rmse:.2f}", flush=True)
+    cold, cold_cpu = fits[iterations, 1, RADIAL_FRAMES]
+    # before: L-BFGS on all coefficients, not only the radial ones
     all_coefficients = ("species_coeffs", "moment_coeffs", "radial_coeffs")
     before, before_cpu = timed(
         holdout_fraction=0.2, lbfgs_coefficients=all_coefficients, **staged
     )
     print(f"cold, L-BFGS on all coefficients: {before_cpu:.1f} CPU s, "
           f"F {before.force_rmse:.3f} E {1000 * before.energy_rmse:.1f}", flush=True)
-    cold, cold_cpu = timed(holdout_fraction=0.2, **staged)
-    print(f"cold, L-BFGS on radial coefficients: {cold_cpu:.1f} CPU s, "
-          f"F {cold.force_rmse:.3f} E {1000 * cold.energy_rmse:.1f}", flush=True)
-    longer, longer_cpu = timed(holdout_fraction=0.2, radial_iterations=100, **staged)
-    print(f"cold, 100 iterations: {longer_cpu:.1f} CPU s, F {longer.force_rmse:.3f}",
+    # the frames of an MD started from the built, unrelaxed interface
+    quench_frames, _ = aimd_frames(args.frames, relaxed=False)
+    quench, _ = timed(on=quench_frames, holdout_fraction=0.2, **staged)
+    energies = [f.calc.results["energy"] for f in quench_frames]
+    quench_drop = 1000 * (energies[0] - energies[-1]) / n_atoms
+    print(f"unrelaxed start: F {quench.force_rmse:.3f} E {1000 * quench.energy_rmse:.1f}",
           flush=True)
     # the held-out frames arrive as a new AIMD segment: warm retrain on all
     # frames from the potential of the cold fit, as a HAML cycle does
     warm, warm_cpu = timed(previous=cold.potential, holdout_fraction=0.0, **staged)
     print(f"warm: {warm_cpu:.1f} CPU s, F {warm.force_rmse:.3f}", flush=True)
+    # the same retrain on frames of twice the atoms (above the ~60 of the target)
+    big_frames = [doubled(f) for f in frames]
+    _, warm_big_cpu = timed(
+        on=big_frames, previous=cold.potential, holdout_fraction=0.0, **staged
+    )
+    print(f"warm, {len(big_frames[0])}-atom frames: {warm_big_cpu:.1f} CPU s", flush=True)
 
     costs = {level: md_cost(level, frames) for level in (8, 12, 16)}
 
@@ -140,32 +207,48 @@ def main() -> int:
         f"({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; training times in "
         "CPU seconds of one core, which other jobs on the machine do not inflate). "
         "Frames: GFN1-xTB "
-        f"NVT 300 K, 1 fs, of the mini Li | Li6PS5Cl interface ({n_atoms} atoms)"
+        f"NVT 300 K, 1 fs, of the mini Li | Li6PS5Cl interface ({n_atoms} atoms), "
+        f"relaxed first (fmax {RELAX_FMAX} eV/A) as a HAML run optimizes before "
+        "its first AIMD segment"
         + (f", generated in {aimd_seconds:.0f} s." if aimd_seconds else " (cached)."),
+        "",
+        f"Accuracy: lev_max 12, trained on the first {n_train} frames, tested on "
+        f"the last {len(frames) - n_train}; linear stages on {LINEAR_FRAMES} frames "
+        "(`mtp.radial_iterations`, `mtp.rounds`, `mtp.radial_frames`); targets: "
+        "force RMSE <= 0.15 eV/A, energy RMSE <= 5 meV/atom.",
+        "",
+        "| L-BFGS iterations x rounds, on frames | force RMSE, eV/A "
+        "| energy RMSE, meV/atom | training, CPU s |",
+        "| --- | --- | --- | --- |",
+    ]
+    for (its, rounds, radial_frames), (result, cpu) in fits.items():
+        default = (its, rounds, radial_frames) == (iterations, 1, RADIAL_FRAMES)
+        note = " (a HAML cycle's default)" if default else ""
+        lines.append(
+            f"| {its} x {rounds}, {radial_frames}{note} | {result.force_rmse:.3f} "
+            f"| {1000 * result.energy_rmse:.2f} | {cpu:.1f} |"
+        )
+    lines += [
         "",
         "| figure | measured | target |",
         "| --- | --- | --- |",
-        f"| force RMSE, lev_max 12, train first {n_train} / test last "
-        f"{len(frames) - n_train} frames ({iterations} L-BFGS iterations on "
-        f"{RADIAL_FRAMES} frames, linear stages on {LINEAR_FRAMES}) | "
-        f"{cold.force_rmse:.3f} eV/A | <= 0.15 eV/A |",
-        f"| energy RMSE, same | {1000 * cold.energy_rmse:.2f} meV/atom | <= 5 meV/atom |",
-        f"| same, before: L-BFGS on all coefficients, not only the radial ones | "
-        f"{before.force_rmse:.3f} eV/A, {1000 * before.energy_rmse:.2f} meV/atom, "
-        f"{before_cpu:.1f} CPU s | — |",
-        f"| same, 100 L-BFGS iterations | {longer.force_rmse:.3f} eV/A, "
-        f"{1000 * longer.energy_rmse:.2f} meV/atom, {longer_cpu:.1f} CPU s | "
-        "<= 0.15 eV/A |",
-        f"| cold training on {n_train} frames ({iterations} iterations) | "
-        f"{cold_cpu:.1f} CPU s | — |",
-        f"| warm retrain on all {len(frames)} frames from the cold fit | "
-        f"{warm_cpu:.1f} CPU s (training-set force RMSE {warm.force_rmse:.3f} eV/A) "
-        "| <= 60 s |",
+        f"| before: L-BFGS on all coefficients, not only the radial ones "
+        f"({iterations} x 1) | {before.force_rmse:.3f} eV/A, "
+        f"{1000 * before.energy_rmse:.2f} meV/atom, {before_cpu:.1f} CPU s | — |",
+        f"| {iterations} x 1 on frames of an MD started from the built, unrelaxed "
+        f"interface (a quench: {quench_drop:.0f} meV/atom released over the frames) | "
+        f"{quench.force_rmse:.3f} eV/A, {1000 * quench.energy_rmse:.2f} meV/atom | — |",
+        f"| warm retrain on all {len(frames)} frames from the cold fit "
+        f"({iterations} x 1) | {warm_cpu:.1f} CPU s (training-set force RMSE "
+        f"{warm.force_rmse:.3f} eV/A) | <= 60 s |",
+        f"| same, on the {len(frames)} frames doubled along a ({len(big_frames[0])} "
+        f"atoms each; for timing) | {warm_big_cpu:.1f} CPU s | <= 60 s (~60 atoms) |",
     ]
-    for level, (forces, graded) in costs.items():
+    for level, (stock, forces, graded) in costs.items():
         target = "<= 20 us" if level == 12 else "—"
         lines.append(
-            f"| lev_max {level}: forces / forces + grade, per atom-step | "
+            f"| lev_max {level}: forces / forces + grade, per atom-step "
+            f"(motep's own calculator: {stock:.1f}) | "
             f"{forces:.1f} / {graded:.1f} us per atom-step | {target} |"
         )
     lines.append("")
