@@ -34,8 +34,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench/.cache"
 SECTION = "## MTP engine"
-RADIAL_FRAMES = 20
-LINEAR_FRAMES = 100
 
 
 RELAX_FMAX = 0.05
@@ -147,53 +145,56 @@ def main() -> int:
 
     from haml_flows.spec import MtpSpec
 
-    iterations = MtpSpec().radial_iterations
+    # a HAML cycle's training settings, the defaults of every fit below
+    cycle = MtpSpec()
+    iterations, radial_frames_default = cycle.radial_iterations, cycle.radial_frames
+    linear_frames = cycle.linear_frames
 
     def timed(on=frames, **kwargs):
         start = time.process_time()
-        kwargs.setdefault("radial_iterations", iterations)
-        kwargs.setdefault("rounds", 1)
-        result = train_mtp(on, level=12, **kwargs)
+        settings = {
+            "radial_iterations": iterations, "rounds": cycle.rounds,
+            "radial_frames": radial_frames_default, "linear_frames": linear_frames,
+        }
+        result = train_mtp(on, level=12, **(settings | kwargs))
         return result, time.process_time() - start
 
     # accuracy: train on the first 80 %, test on the last 20 %: the settings
     # a HAML cycle uses, then longer fits (more iterations, more rounds)
-    staged = {"radial_frames": RADIAL_FRAMES, "linear_frames": LINEAR_FRAMES}
     fits = {}
-    sweep = [(iterations, 1, RADIAL_FRAMES), (100, 1, RADIAL_FRAMES)]
-    sweep += [(its, 2, RADIAL_FRAMES) for its in (40, 50, 60)]
-    sweep += [(50, 3, RADIAL_FRAMES), (50, 2, 2 * RADIAL_FRAMES)]
+    few = radial_frames_default
+    sweep = [(iterations, 1, few), (100, 1, few)]
+    sweep += [(its, 2, few) for its in (40, 50, 60)]
+    sweep += [(50, 3, few), (50, 2, 2 * few)]
     for its, rounds, radial_frames in sweep:
         result, cpu = fits[its, rounds, radial_frames] = timed(
             holdout_fraction=0.2, radial_iterations=its, rounds=rounds,
-            radial_frames=radial_frames, linear_frames=LINEAR_FRAMES,
+            radial_frames=radial_frames,
         )
         print(f"cold, {its} iterations x {rounds} rounds on {radial_frames} frames: "
               f"{cpu:.1f} CPU s, F {result.force_rmse:.3f} "
               f"E {1000 * result.energy_rmse:.2f}", flush=True)
-    cold, cold_cpu = fits[iterations, 1, RADIAL_FRAMES]
+    cold, cold_cpu = fits[iterations, 1, few]
     # before: L-BFGS on all coefficients, not only the radial ones
     all_coefficients = ("species_coeffs", "moment_coeffs", "radial_coeffs")
-    before, before_cpu = timed(
-        holdout_fraction=0.2, lbfgs_coefficients=all_coefficients, **staged
-    )
+    before, before_cpu = timed(holdout_fraction=0.2, lbfgs_coefficients=all_coefficients)
     print(f"cold, L-BFGS on all coefficients: {before_cpu:.1f} CPU s, "
           f"F {before.force_rmse:.3f} E {1000 * before.energy_rmse:.1f}", flush=True)
     # the frames of an MD started from the built, unrelaxed interface
     quench_frames, _ = aimd_frames(args.frames, relaxed=False)
-    quench, _ = timed(on=quench_frames, holdout_fraction=0.2, **staged)
+    quench, _ = timed(on=quench_frames, holdout_fraction=0.2)
     energies = [f.calc.results["energy"] for f in quench_frames]
     quench_drop = 1000 * (energies[0] - energies[-1]) / n_atoms
     print(f"unrelaxed start: F {quench.force_rmse:.3f} E {1000 * quench.energy_rmse:.1f}",
           flush=True)
     # the held-out frames arrive as a new AIMD segment: warm retrain on all
     # frames from the potential of the cold fit, as a HAML cycle does
-    warm, warm_cpu = timed(previous=cold.potential, holdout_fraction=0.0, **staged)
+    warm, warm_cpu = timed(previous=cold.potential, holdout_fraction=0.0)
     print(f"warm: {warm_cpu:.1f} CPU s, F {warm.force_rmse:.3f}", flush=True)
     # the same retrain on frames of twice the atoms (above the ~60 of the target)
     big_frames = [doubled(f) for f in frames]
     _, warm_big_cpu = timed(
-        on=big_frames, previous=cold.potential, holdout_fraction=0.0, **staged
+        on=big_frames, previous=cold.potential, holdout_fraction=0.0
     )
     print(f"warm, {len(big_frames[0])}-atom frames: {warm_big_cpu:.1f} CPU s", flush=True)
 
@@ -213,7 +214,7 @@ def main() -> int:
         + (f", generated in {aimd_seconds:.0f} s." if aimd_seconds else " (cached)."),
         "",
         f"Accuracy: lev_max 12, trained on the first {n_train} frames, tested on "
-        f"the last {len(frames) - n_train}; linear stages on {LINEAR_FRAMES} frames "
+        f"the last {len(frames) - n_train}; linear stages on {linear_frames} frames "
         "(`mtp.radial_iterations`, `mtp.rounds`, `mtp.radial_frames`); targets: "
         "force RMSE <= 0.15 eV/A, energy RMSE <= 5 meV/atom.",
         "",
@@ -222,7 +223,7 @@ def main() -> int:
         "| --- | --- | --- | --- |",
     ]
     for (its, rounds, radial_frames), (result, cpu) in fits.items():
-        default = (its, rounds, radial_frames) == (iterations, 1, RADIAL_FRAMES)
+        default = (its, rounds, radial_frames) == (iterations, 1, few)
         note = " (a HAML cycle's default)" if default else ""
         lines.append(
             f"| {its} x {rounds}, {radial_frames}{note} | {result.force_rmse:.3f} "
