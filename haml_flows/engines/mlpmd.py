@@ -78,9 +78,7 @@ class MlpMdMaker(Maker):
         with measure_cost() as meter:
             with measure_cost() as setup:
                 training_frames = cfg_to_frames(training_set)
-                active_set = ActiveSet.from_training(
-                    potential, training_frames, seed=self.seed
-                )
+                active_set = ActiveSet.from_training(potential, training_frames)
             atoms = atoms_with_velocities(structure)
             calc = mtp_calculator(potential, active_set, every=self.gamma_every)
             atoms.calc = calc
