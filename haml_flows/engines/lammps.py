@@ -46,7 +46,7 @@ from haml_flows.engines.frames import (
     structure_with_velocities,
 )
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
-from haml_flows.mtp.grade import load_potential
+from haml_flows.mtp.grade import load_potential, mtp_calculator
 from haml_flows.mtp.mlip_binary import calc_grade_with_mlp, run_mlp
 from haml_flows.schemas import MlpMdDoc
 
@@ -290,7 +290,7 @@ class LammpsMlpMdMaker(Maker):
             )
             gamma_seconds = time.perf_counter() - gamma_wall
             broke_at = run_lammps(lmp_cmd, directory)
-            doc_parts = self._read_back(directory, symbols, structure, broke_at)
+            doc_parts = self._read_back(directory, symbols, structure, broke_at, potential)
             gamma_wall = time.perf_counter()
             saved = doc_parts.pop("saved_atoms")
             grades = calc_grade_with_mlp(
@@ -328,16 +328,20 @@ class LammpsMlpMdMaker(Maker):
 
     def _read_back(
         self, directory: Path, symbols: list[str], structure: Structure,
-        broke_at: float | None,
+        broke_at: float | None, potential: str,
     ) -> dict:
         dump = directory / "dump.lammpstrj"
-        frames = read_dump_frames(dump, symbols) if dump.exists() else []
-        if not frames:
-            raise LammpsError(
-                f"LAMMPS wrote no frame to {dump}"
-                + (f" (it broke at the first step, γ = {broke_at})" if broke_at else "")
-            )
+        has_frames = dump.exists() and dump.stat().st_size > 0
+        frames = read_dump_frames(dump, symbols) if has_frames else []
+        if not frames and broke_at is None:
+            raise LammpsError(f"LAMMPS wrote no frame to {dump}")
         thermo = read_thermo(directory / "log.lammps")
+        if not frames:
+            # MLIP broke in the set-up force call: the segment hands back its start
+            start = atoms_with_velocities(structure)
+            start.calc = mtp_calculator(potential)
+            frames = [(0, start)]
+            thermo[0] = {"PotEng": float(start.get_potential_energy())}
         last_step = frames[-1][0]
         kept = [
             (step, atoms) for step, atoms in frames

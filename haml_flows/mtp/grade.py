@@ -135,6 +135,8 @@ class ActiveSet:
         self.slots = np.asarray(slots, dtype=int).reshape(-1, 2)
         self.n_params = self.kernel.n_params
         self.n_candidates = n_candidates
+        self.shortfall = 0
+        """Rows missing to span the parameters the training frames excite."""
         if submatrix.shape != (self.n_params, self.n_params):
             raise GradeError(
                 f"active set matrix is {submatrix.shape}, the potential has "
@@ -176,12 +178,17 @@ class ActiveSet:
         frames: Sequence[Atoms],
         *,
         mode: GradeMode = "neighborhood",
+        require_span: bool = True,
     ) -> ActiveSet:
         """Select the active set among the rows of ``frames`` (MLIP's ``calc-grade``).
 
         Raises GradeError when a frame holds a species the potential does not
-        describe, when a row is not finite, or when there are fewer rows than
-        the parameters the frames excite (say how many are needed).
+        describe, when a row is not finite, or (``require_span``) when there
+        are fewer rows than the parameters the frames excite, saying how many
+        are needed. Without ``require_span`` such a set is built as MLIP
+        builds it (the parameters left over keep their ``1e-6 e_j`` rows, so
+        MD leaves the training frames with a grade far above any threshold)
+        and ``shortfall`` says by how many rows.
         """
         if mode not in GRADE_MODES:
             raise GradeError(f"grade mode must be one of {GRADE_MODES}, got {mode!r}")
@@ -190,7 +197,8 @@ class ActiveSet:
             raise GradeError("no training frames: an active set needs training rows")
         matrix, owners = training_rows(data, frames, mode=mode)
         excited = np.flatnonzero(np.any(matrix != 0.0, axis=0))
-        if matrix.shape[0] < excited.size:
+        shortfall = max(0, excited.size - matrix.shape[0])
+        if shortfall and require_span:
             unit = "neighbourhoods" if mode == "neighborhood" else "configurations"
             per_frame = len(frames[0]) if mode == "neighborhood" else 1
             raise GradeError(
@@ -206,7 +214,9 @@ class ActiveSet:
         submatrix = UNCOVERED_ROW * np.eye(matrix.shape[1])
         submatrix[picked >= 0] = matrix[picked[picked >= 0]]
         slots = np.array([owners[r] if r >= 0 else (-1, -1) for r in picked])
-        return cls(data, submatrix, slots, mode=mode, n_candidates=matrix.shape[0])
+        active = cls(data, submatrix, slots, mode=mode, n_candidates=matrix.shape[0])
+        active.shortfall = shortfall
+        return active
 
     @classmethod
     def from_slots(

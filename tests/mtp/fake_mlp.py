@@ -155,7 +155,7 @@ def _grades(pot_file: str, train_file: str, cfg_file: str):
         raise Usage(f"{pot_file} is not trained")
     training = read_cfg(train_file, data)
     frames = read_cfg(cfg_file, data)
-    active_set = ActiveSet.from_training(data, training)
+    active_set = ActiveSet.from_training(data, training, require_span=False)  # as MLIP
     grades = []
     for atoms in frames:
         probe = atoms.copy()
