@@ -23,7 +23,10 @@ def _write(structure, output: Path | None) -> None:
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    """The builder's message on one line (never wrapped), exit code 2."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 

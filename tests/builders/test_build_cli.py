@@ -1,5 +1,8 @@
 """``haml build li-lpsc`` and ``haml build li-lifsi-dme``."""
 
+import shutil
+import subprocess
+
 import pytest
 from pymatgen.core import Structure
 from typer.testing import CliRunner
@@ -43,3 +46,21 @@ def test_li_lifsi_dme(tmp_path):
     assert result.exit_code == 0, result.output
     assert "atoms: 190 (36 Li slab + 1 LiFSI + 9 DME)" in result.output
     assert len(Structure.from_file(out)) == 190
+
+
+def _haml(*args: str) -> subprocess.CompletedProcess:
+    """The installed ``haml`` command, as a user runs it."""
+    return subprocess.run(
+        [shutil.which("haml"), *args], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.parametrize("atoms", ["10", "-5"])
+def test_impossible_atom_count_is_one_line(atoms):
+    result = _haml("build", "li-lpsc", "--atoms", atoms)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        f"error: atoms={atoms} is below the smallest Li(100) | LPSC(001) cell with "
+        "mismatch <= 4 %, 42 atoms (26 LPSC + 16 Li(100), mismatch 1.24 %): use atoms >= 40"
+    ]
+    assert "Traceback" not in result.stderr
