@@ -45,6 +45,7 @@ def test_li_lifsi_dme(tmp_path):
     result = runner.invoke(build_app, ["li-lifsi-dme", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "atoms: 190 (36 Li slab + 1 LiFSI + 9 DME)" in result.output
+    assert "Li+ (atom 36): 4 O at 2.22-2.35 A (one of its FSI-), FSI- N 3.38 A" in " ".join(result.output.split())
     assert len(Structure.from_file(out)) == 190
 
 
@@ -64,3 +65,21 @@ def test_impossible_atom_count_is_one_line(atoms):
         "mismatch <= 4 %, 42 atoms (26 LPSC + 16 Li(100), mismatch 1.24 %): use atoms >= 40"
     ]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not packmol_available(), reason="packmol not on PATH")
+def test_packmol_failure_says_what_was_asked_and_what_to_change():
+    """It printed Packmol's raw stderr: b'STOP 173\\n'."""
+    result = _haml("build", "li-lifsi-dme", "--supercell", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith(
+        "error: packmol could not pack 1 Li+ (each with an O of its FSI- and of 3 DME "
+        "within 2.2 A), 1 FSI- and 9 DME into a 1.44 x 1.44 x "
+    )
+    assert "Packmol was unable to put the molecules in the desired regions" in line
+    assert line.endswith(
+        "(exit code 173); the box is 1.44 A wide, less than a DME molecule (7.7 A): "
+        "use a larger li_supercell"
+    )
+    assert "STOP" not in result.stdout + result.stderr
