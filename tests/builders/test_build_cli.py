@@ -1,5 +1,6 @@
 """``haml build li-lpsc`` and ``haml build li-lifsi-dme``."""
 
+import re
 import shutil
 import subprocess
 
@@ -45,7 +46,14 @@ def test_li_lifsi_dme(tmp_path):
     result = runner.invoke(build_app, ["li-lifsi-dme", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "atoms: 190 (36 Li slab + 1 LiFSI + 9 DME)" in result.output
-    assert "Li+ (atom 36): 4 O at 2.22-2.35 A (one of its FSI-), FSI- N 3.38 A" in " ".join(result.output.split())
+    shell = re.search(
+        r"Li\+ \(atom 36\): 4 O at (2\.\d\d)-(2\.\d\d) A \(one of its FSI-\), FSI- N (\d+\.\d\d) A, "
+        r"(\d+\.\d\d) A from the metal",
+        " ".join(result.output.split()),
+    )
+    assert shell, result.output
+    low, high, nitrogen, metal = map(float, shell.groups())
+    assert 1.8 <= low <= high <= 2.6 and nitrogen < 5.0 and metal > 8.0
     assert len(Structure.from_file(out)) == 190
 
 
