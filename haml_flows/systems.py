@@ -7,8 +7,14 @@ deterministic Li | Li6PS5Cl model the main job and the tests run on.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
+
 import numpy as np
 from pymatgen.core import Lattice, Structure
+
+from haml_flows.builders.errors import BuilderError, UnknownParameterError
 
 LPSC_LATTICE_PARAMETER = 9.85
 LI_BCC_LATTICE_PARAMETER = 3.44
@@ -79,9 +85,9 @@ def li_lpsc_mini(li_layers: int = 4, gap: float = 2.4) -> Structure:
     ``gap`` Angstrom between the blocks on both sides.
     """
     if li_layers < 1:
-        raise ValueError(f"li_layers must be >= 1, got {li_layers}")
+        raise BuilderError(f"li_layers must be >= 1, got {li_layers}")
     if gap <= 1.0:
-        raise ValueError(f"gap must be > 1.0 Angstrom, got {gap}")
+        raise BuilderError(f"gap must be > 1.0 Angstrom, got {gap}")
     lpsc = _surface_cell(li6ps5cl_ordered())
     species, cart = _whole_ps4_cartesian(lpsc)
     cart[:, 2] -= cart[:, 2].min()
@@ -114,9 +120,34 @@ from haml_flows.builders.doping import doped_li6ps5cl  # noqa: E402
 from haml_flows.builders.electrolyte import li_lifsi_dme  # noqa: E402
 from haml_flows.builders.interfaces import li_lpsc  # noqa: E402
 
+
+
+def _checked(name: str, builder):
+    """``builder`` refusing keywords it does not take, with the list it does."""
+    allowed = list(inspect.signature(builder).parameters)
+
+    @functools.wraps(builder)
+    def build(**parameters):
+        unknown = [key for key in parameters if key not in allowed]
+        if unknown:
+            guesses = [g for key in unknown for g in difflib.get_close_matches(key, allowed, 1)]
+            hint = f" (did you mean {', '.join(map(repr, guesses))}?)" if guesses else ""
+            raise UnknownParameterError(
+                f"unknown parameter {', '.join(map(repr, unknown))} of builder {name}"
+                f"{hint}; allowed: {', '.join(allowed)}"
+            )
+        return builder(**parameters)
+
+    return build
+
+
 BUILDERS = {
-    "li_lpsc_mini": li_lpsc_mini,
-    "li6ps5cl": doped_li6ps5cl,
-    "li_lpsc": li_lpsc,
-    "li_lifsi_dme": li_lifsi_dme,
+    name: _checked(name, builder)
+    for name, builder in {
+        "li_lpsc_mini": li_lpsc_mini,
+        "li6ps5cl": doped_li6ps5cl,
+        "li_lpsc": li_lpsc,
+        "li_lifsi_dme": li_lifsi_dme,
+    }.items()
 }
+"""The named builders a spec's ``system.builder`` picks; keyword arguments only."""

@@ -15,6 +15,7 @@ import numpy as np
 from pymatgen.core import Structure
 
 from haml_flows.builders.argyrodite import OXIDATION_STATES
+from haml_flows.builders.errors import BuilderError
 
 DOPANT_CHARGES = {"Se": -2, "O": -2, "F": -1}
 HOST_FAMILIES = {"S_16e": "S", "S_4d": "S", "Cl_4a": "Cl"}
@@ -28,7 +29,7 @@ DEFAULT_HOST = {"Se": "S_4d", "O": "S_4d", "F": "Cl_4a"}
 SITE_RULES = ("wyckoff", "random", "interface")
 
 
-class DopingError(ValueError):
+class DopingError(BuilderError):
     """A doping request the cell cannot represent; the message says what can."""
 
 

@@ -11,6 +11,7 @@ gap on both sides), like the paper's model.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -28,6 +29,7 @@ from haml_flows.builders.doping import (
     dopant_count,
     substitute,
 )
+from haml_flows.builders.errors import BuilderError
 from haml_flows.builders.geometry import check_min_distances
 from haml_flows.builders.slabs import LI_BCC_LATTICE_PARAMETER, li_bcc, parse_facet
 
@@ -54,6 +56,12 @@ class InterfaceCandidate:
     @property
     def atoms(self) -> int:
         return self.lpsc_atoms + self.li_atoms
+
+    def brief(self) -> str:
+        return (
+            f"{self.atoms} atoms ({self.lpsc_atoms} LPSC + {self.li_atoms} Li({self.facet}), "
+            f"mismatch {100 * self.mismatch:.2f} %)"
+        )
 
     def describe(self) -> str:
         return (
@@ -193,6 +201,10 @@ def _von_mises(match) -> float:
     return float(Deformation(match.match_transformation).green_lagrange_strain.von_mises_strain)
 
 
+def _cells_within(window: tuple[int, int]) -> str:
+    return f"{window[0]} +- {window[1]} atoms"
+
+
 def choose_candidate(
     atoms: int,
     facets=("100",),
@@ -206,10 +218,12 @@ def choose_candidate(
     Among those: the smallest mismatch (to 0.1 %), then the most even split
     between argyrodite and Li atoms, then the count nearest ``atoms``.
     ``lpsc_sites_ok(candidate)`` can reject cells (e.g. a dopant concentration
-    they cannot represent). Raises ValueError naming the closest feasible cell.
+    they cannot represent). Raises BuilderError naming the closest feasible cell.
     """
+    if isinstance(atoms, bool) or not isinstance(atoms, numbers.Integral):
+        raise BuilderError(f"atoms must be a whole number of atoms, got {atoms!r}")
     window = max(2, round(atoms * atoms_tolerance))
-    everything = candidates(facets, max_atoms=atoms + window, **kwargs)
+    everything = candidates(facets, max_atoms=atoms + window, **kwargs) if atoms > 0 else []
     sized = [c for c in everything if abs(c.atoms - atoms) <= window]
     fitting = [c for c in sized if c.mismatch <= max_mismatch + 1e-9]
     usable = [c for c in fitting if lpsc_sites_ok is None or lpsc_sites_ok(c)]
@@ -224,37 +238,67 @@ def choose_candidate(
             ),
         )
     facet_text = "/".join(f"({f})" for f in facets)
-    where = f"Li{facet_text} | LPSC(001) within {atoms} +- {window} atoms"
-    if not everything:
-        others = [f for f in ("100", "110", "111") if f not in facets]
-        hint = "try more atoms"
-        if others:
-            try:
-                best = choose_candidate(atoms, tuple(others), max_mismatch, atoms_tolerance, **kwargs)
-                hint = f"closest feasible choice: {best.describe()}"
-            except ValueError:
-                pass
-        raise ValueError(
-            f"no lattice match (or no termination keeping PS4 whole) for {where}; {hint}"
-        )
+    where = f"Li{facet_text} | LPSC(001)"
+    limit = f"mismatch <= {100 * max_mismatch:g} %"
     if fitting:
         raise DopingError(
-            f"the doping cannot be represented in any cell of {where} with mismatch "
-            f"<= {100 * max_mismatch:g} % (e.g. {fitting[0].describe()}); choose "
-            f"another concentration or size"
+            f"the doping cannot be represented in any cell of {where} within "
+            f"{_cells_within((atoms, window))} with {limit} (e.g. {fitting[0].describe()}); "
+            f"choose another concentration or size"
         )
-    lowest = min(sized, key=lambda c: (c.mismatch, abs(c.atoms - atoms))) if sized else None
-    good = [c for c in candidates(facets, max_atoms=max(2 * atoms, 250), **kwargs) if c.mismatch <= max_mismatch + 1e-9]
-    hints = []
-    if lowest is not None:
-        hints.append(f"smallest mismatch within the size: {lowest.describe()}")
-    if good:
-        nearest = min(good, key=lambda c: abs(c.atoms - atoms))
-        hints.append(f"nearest size meeting the mismatch: {nearest.describe()}")
-    raise ValueError(
-        f"no cell of {where} has mismatch <= {100 * max_mismatch:g} %; closest "
-        f"feasible choice: " + ("; ".join(hints) or "none up to 250 atoms")
+    good = _fitting_cells(facets, max_mismatch, max(2 * atoms, LARGEST_SEARCH), **kwargs)
+    if sized:
+        lowest = min(sized, key=lambda c: (c.mismatch, abs(c.atoms - atoms)))
+        hints = [f"smallest mismatch within the size: {lowest.describe()}"]
+        if good:
+            nearest = min(good, key=lambda c: abs(c.atoms - atoms))
+            hints.append(f"nearest size meeting the mismatch: {nearest.describe()}")
+        raise BuilderError(
+            f"no cell of {where} within {_cells_within((atoms, window))} has {limit}; "
+            f"closest feasible choice: " + "; ".join(hints)
+        )
+    if not good:
+        others = [f for f in LI_FACET_CHOICES if f not in facets]
+        other_cells = _fitting_cells(others, max_mismatch, max(2 * atoms, LARGEST_SEARCH), **kwargs)
+        hint = f"no other facet either up to {max(2 * atoms, LARGEST_SEARCH)} atoms"
+        if other_cells:
+            best = min(other_cells, key=lambda c: (abs(c.atoms - atoms), c.mismatch))
+            hint = f"closest feasible choice: {best.describe()}"
+        raise BuilderError(
+            f"li_facet: no lattice match (or no termination keeping PS4 whole) for "
+            f"{where} with {limit} up to {max(2 * atoms, LARGEST_SEARCH)} atoms; {hint}"
+        )
+    smallest = min(good, key=lambda c: (c.atoms, c.mismatch))
+    if atoms < smallest.atoms:
+        lowest_request = min(
+            a for a in range(1, smallest.atoms + 1)
+            if smallest.atoms - a <= max(2, round(a * atoms_tolerance))
+        )
+        raise BuilderError(
+            f"atoms={atoms} is below the smallest {where} cell with {limit}, "
+            f"{smallest.brief()}: use atoms >= {lowest_request}"
+        )
+    below = max((c for c in good if c.atoms < atoms), key=lambda c: c.atoms)
+    above = [c for c in good if c.atoms > atoms]
+    nearest = [below] + ([min(above, key=lambda c: c.atoms)] if above else [])
+    raise BuilderError(
+        f"atoms={atoms}: no {where} cell with {limit} has {_cells_within((atoms, window))}; "
+        f"nearest: " + " or ".join(c.brief() for c in nearest)
     )
+
+
+LARGEST_SEARCH = 250
+"""Cells up to this many atoms (or twice the request) are searched for hints."""
+
+
+def _fitting_cells(facets, max_mismatch: float, max_atoms: int, **kwargs) -> list[InterfaceCandidate]:
+    """Every cell of ``facets`` up to ``max_atoms`` atoms whose mismatch is allowed."""
+    if not facets:
+        return []
+    return [
+        c for c in candidates(tuple(facets), max_atoms=max_atoms, **kwargs)
+        if c.mismatch <= max_mismatch + 1e-9
+    ]
 
 
 def _interface_planes(structure: Structure, labels: list[str]) -> list[float]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pymatgen.core import Lattice, Structure
 from pymatgen.core.surface import SlabGenerator
 
+from haml_flows.builders.errors import BuilderError
+
 LI_BCC_LATTICE_PARAMETER = 3.44
 LI_FACETS = {"100": (1, 0, 0), "110": (1, 1, 0), "111": (1, 1, 1)}
 
@@ -18,7 +20,7 @@ def parse_facet(facet) -> tuple[int, int, int]:
     """'100', (1, 0, 0) or [1, 0, 0] -> (1, 0, 0); only the three low-index facets."""
     key = "".join(str(abs(int(i))) for i in facet) if not isinstance(facet, str) else facet.strip("()")
     if key not in LI_FACETS:
-        raise ValueError(f"unknown Li facet {facet!r}; allowed: {sorted(LI_FACETS)}")
+        raise BuilderError(f"unknown Li facet {facet!r}; allowed: {sorted(LI_FACETS)}")
     return LI_FACETS[key]
 
 

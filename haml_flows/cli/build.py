@@ -23,7 +23,10 @@ def _write(structure, output: Path | None) -> None:
 
 
 def _fail(exc: Exception) -> None:
-    console.print(f"[red]error:[/red] {exc}", highlight=False)
+    """The builder's message on one line (never wrapped), exit code 2."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -79,7 +82,7 @@ def build_li_lifsi_dme(
     seed: int = typer.Option(1, help="Packmol seed."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Structure file."),
 ) -> None:
-    """Li | LiFSI + DME, packed with Packmol."""
+    """Li | LiFSI + DME, packed with Packmol, each Li+ in a contact ion pair."""
     from haml_flows.builders.electrolyte import li_lifsi_dme
 
     try:
@@ -97,4 +100,12 @@ def build_li_lifsi_dme(
         + " x ".join(f"{x:.2f}" for x in structure.lattice.abc),
         highlight=False,
     )
+    for shell in p["li_ion_shells"]:
+        console.print(
+            f"Li+ (atom {shell['li_index']}): {len(shell['o_distances'])} O at "
+            f"{min(shell['o_distances']):.2f}-{max(shell['o_distances']):.2f} A (one of its "
+            f"FSI-), FSI- N {shell['fsi_n_distance']:.2f} A, "
+            f"{shell['metal_distance']:.2f} A from the metal",
+            highlight=False,
+        )
     _write(structure, output)

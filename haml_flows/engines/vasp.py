@@ -7,9 +7,16 @@ handlers of atomate2's ``MDMaker`` (``run_vasp``). Velocities continue from
 the previous segment through the POSCAR (VASP's unit, Angstrom/fs); only a
 structure without velocities gets a seeded Maxwell-Boltzmann draw.
 
-The segment reads VASP's own outputs: frames (free energy, forces, stress)
-from vasprun.xml, temperatures from OSZICAR, the final positions and
-velocities from CONTCAR, and the CPU time and core count from OUTCAR.
+The segment reads VASP's own outputs: frames (free energy, forces, stress,
+kinetic energy) from vasprun.xml, the final positions and velocities from
+CONTCAR, and the CPU time and core count from OUTCAR; each file plain or
+compressed (atomate2 stores run folders gzipped: vasprun.xml.gz, ...).
+
+Temperatures are ASE's, 2 E_kin / (3 N k_B), like every other engine's here:
+the frames' from vasprun.xml's kinetic energy, the handed-over state's from
+the CONTCAR velocities. VASP's own (OSZICAR's T=, the thermostat's target)
+counts 3N - 3 degrees of freedom, N / (N - 1) times ASE's: 2 % at 50 atoms,
+20 % at 6.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import units
+from monty.os.path import zpath
 from ase.stress import full_3x3_to_voigt_6_stress
 from atomate2.vasp.files import write_vasp_input_set
 from atomate2.vasp.jobs.md import MDMaker
@@ -29,7 +37,7 @@ from atomate2.vasp.sets.core import MDSetGenerator
 from jobflow import Maker, job
 from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
-from pymatgen.io.vasp import Kpoints, Oszicar, Outcar, Poscar, Vasprun
+from pymatgen.io.vasp import Kpoints, Outcar, Poscar, Vasprun
 
 from haml_flows.engines.choice import COMMANDS, require_command
 from haml_flows.engines.frames import (
@@ -68,61 +76,78 @@ def seeded_velocities(structure: Structure, temperature: float, seed: int | None
     return atoms.get_velocities()
 
 
-def read_vasp_md(directory: str | Path, time_step: float) -> dict:
-    """Frames, final state, temperatures and cost of a finished VASP MD run.
+def kinetic_temperature(kinetic_energy: float, n_atoms: int) -> float:
+    """Temperature (K) of a kinetic energy (eV) over 3N degrees of freedom, as ASE counts."""
+    return 2.0 * kinetic_energy / (3 * n_atoms * units.kB)
 
-    The start temperature is OSZICAR's first; the end temperature is that of
-    the CONTCAR velocities, the state the next segment starts from.
 
-    Stresses are converted to ASE's convention (Voigt order, eV/Angstrom^3,
-    tension positive); velocities to ASE units. ``cpu_seconds`` is OUTCAR's
-    "Total CPU time used" (one MPI rank's) times the number of ranks.
+def vasp_file(directory: str | Path, name: str) -> Path:
+    """``directory/name``, or its compressed copy (name.gz, .bz2, ...) where that is what exists."""
+    return Path(zpath(Path(directory) / name))
+
+
+def read_vasprun_frames(path: str | Path) -> tuple[list[Structure], list[dict]]:
+    """The ionic steps of a VASP MD vasprun.xml (plain or compressed) as frames.
+
+    Each frame: the structure and its free energy, forces, stress (ASE's
+    convention: Voigt order, eV/Angstrom^3, tension positive; None where VASP
+    wrote none, ISIF = 0) and temperature (:func:`kinetic_temperature` of
+    VASP's kinetic energy of that step).
     """
-    directory = Path(directory)
     with warnings.catch_warnings():
         # POTCARs are checked by custodian, not needed to read frames
         warnings.filterwarnings("ignore", "No POTCAR file", UserWarning)
         vasprun = Vasprun(
-            directory / "vasprun.xml",
-            parse_dos=False, parse_eigen=False, parse_potcar_file=False,
+            path, parse_dos=False, parse_eigen=False, parse_potcar_file=False,
         )
     steps = vasprun.ionic_steps
     if not steps:
-        raise RuntimeError(f"{directory / 'vasprun.xml'} holds no ionic steps")
-    temperatures = [s["T"] for s in Oszicar(directory / "OSZICAR").ionic_steps]
-    if len(temperatures) != len(steps):
-        raise RuntimeError(
-            f"OSZICAR has {len(temperatures)} MD steps, vasprun.xml {len(steps)}"
-        )
+        raise RuntimeError(f"{path} holds no ionic steps")
+    if any("kinetic" not in step for step in steps):
+        raise RuntimeError(f"{path} holds no kinetic energies: not a molecular dynamics run")
     structures, properties = [], []
-    for step, temperature in zip(steps, temperatures):
-        structures.append(bare_structure(step["structure"]))
+    for step in steps:
+        structure = bare_structure(step["structure"])
+        structures.append(structure)
         properties.append(
             {
                 "energy": float(step["e_fr_energy"]),
                 "forces": np.asarray(step["forces"]).tolist(),
                 "stress": full_3x3_to_voigt_6_stress(
                     -np.asarray(step["stress"]) * KBAR_TO_EV_A3
-                ).tolist(),
-                "temperature": float(temperature),
+                ).tolist() if "stress" in step else None,
+                "temperature": kinetic_temperature(float(step["kinetic"]), len(structure)),
             }
         )
-    contcar = Poscar.from_file(directory / "CONTCAR", check_for_potcar=False)
+    return structures, properties
+
+
+def read_vasp_md(directory: str | Path, time_step: float) -> dict:
+    """Frames, final state, temperatures and cost of a finished VASP MD run.
+
+    The start temperature is the first frame's, the end temperature that of
+    the CONTCAR velocities (the state the next segment starts from), both
+    counted as ASE counts (:func:`kinetic_temperature`). Velocities come back
+    in ASE units. ``cpu_seconds`` is OUTCAR's "Total CPU time used" (one MPI
+    rank's) times the number of ranks.
+    """
+    structures, properties = read_vasprun_frames(vasp_file(directory, "vasprun.xml"))
+    contcar = Poscar.from_file(vasp_file(directory, "CONTCAR"), check_for_potcar=False)
     final = bare_structure(contcar.structure)
     if contcar.velocities is None:
-        raise RuntimeError(f"{directory / 'CONTCAR'} holds no velocities")
+        raise RuntimeError(f"{vasp_file(directory, 'CONTCAR')} holds no velocities")
     final.add_site_property(
         "velocities", (np.asarray(contcar.velocities) / units.fs).tolist()
     )
-    stats = Outcar(directory / "OUTCAR").run_stats
+    stats = Outcar(vasp_file(directory, "OUTCAR")).run_stats
     cores = int(stats.get("cores") or 1)
     return {
         "trajectory": Trajectory.from_structures(
             structures, frame_properties=properties, constant_lattice=True
         ),
         "structure": final,
-        "n_steps": len(steps),
-        "simulated_fs": len(steps) * time_step,
+        "n_steps": len(structures),
+        "simulated_fs": len(structures) * time_step,
         "temperature_start": properties[0]["temperature"],
         # the state handed over is CONTCAR's, one step after the last frame
         "temperature_end": float(atoms_with_velocities(final).get_temperature()),

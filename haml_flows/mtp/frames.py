@@ -4,7 +4,10 @@ motep's ``write_cfg`` rounds positions and forces to 1e-6, which loses
 training data, so frames are written here at full precision in the same
 format; reading goes through ``motep.io.mlip.cfg.read_cfg``. The atomic
 numbers of the types are kept in a ``Feature species`` line so that the text
-round-trips without a separate species list.
+round-trips without a separate species list. Magnetic moments, when a frame's
+calculator has them, are the ``magmom_x magmom_y magmom_z`` AtomData columns
+of MLIP's magnetic .cfg (collinear moments in ``magmom_x``, as MLIP's magnetic
+data sets store them).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from motep.io.mlip.cfg import read_cfg
 SPECIES_FEATURE = "species"
 GRADE_FEATURE = "MV_grade"
 """MLIP's feature name for the extrapolation grade of a configuration."""
+MAGMOM_COLUMNS = ("magmom_x", "magmom_y", "magmom_z")
 
 
 def frame_species(frames: Sequence[Atoms]) -> list[int]:
@@ -32,9 +36,20 @@ def _fmt(x: float) -> str:
     return f"{x:.16f}"
 
 
+def _magmom_columns(magmoms) -> np.ndarray | None:
+    """Per-atom (x, y, z) moments; a collinear moment goes in x."""
+    if magmoms is None:
+        return None
+    magmoms = np.asarray(magmoms, dtype=float)
+    if magmoms.ndim == 1:
+        return np.column_stack([magmoms, np.zeros((len(magmoms), 2))])
+    return magmoms
+
+
 def _write_frame(out: io.StringIO, atoms: Atoms, species: list[int]) -> None:
     results = atoms.calc.results if atoms.calc is not None else {}
     forces = results.get("forces")
+    magmoms = _magmom_columns(results.get("magmoms"))
     out.write("BEGIN_CFG\n Size\n")
     out.write(f"{len(atoms):6d}\n")
     if all(atoms.pbc):
@@ -42,11 +57,15 @@ def _write_frame(out: io.StringIO, atoms: Atoms, species: list[int]) -> None:
         for vector in atoms.cell:
             out.write("   " + " ".join(repr(float(x)) for x in vector) + "\n")
     header = " AtomData:  id type cartes_x cartes_y cartes_z"
-    out.write(header + (" fx fy fz\n" if forces is not None else "\n"))
+    header += " fx fy fz" if forces is not None else ""
+    header += " " + " ".join(MAGMOM_COLUMNS) if magmoms is not None else ""
+    out.write(header + "\n")
     for i, (z, pos) in enumerate(zip(atoms.numbers, atoms.positions)):
         cols = [str(i + 1), str(species.index(int(z)))] + [_fmt(x) for x in pos]
         if forces is not None:
             cols += [_fmt(f) for f in forces[i]]
+        if magmoms is not None:
+            cols += [_fmt(m) for m in magmoms[i]]
         out.write("    " + " ".join(cols) + "\n")
     energy = results.get("energy", results.get("free_energy"))
     if energy is not None:
@@ -88,13 +107,18 @@ def cfg_to_frames(text: str, species: Sequence[int] | None = None) -> list[Atoms
     ``species`` maps type indices to atomic numbers; without it the
     ``Feature species`` line written by :func:`frames_to_cfg` is used, and
     failing that the type index is taken as the atomic number (motep's dummy
-    species).
+    species). Magnetic moment columns become ``magmoms``: one per atom when
+    only ``magmom_x`` is non-zero (collinear), else (x, y, z) per atom.
     """
     frames = read_cfg(io.StringIO(text), index=slice(None))
     for atoms in frames:
         stored = atoms.info.pop(SPECIES_FEATURE, None)
         mapping = list(species) if species is not None else _parse_species(stored)
         results = {k: v for k, v in atoms.calc.results.items() if k in all_properties}
+        results.pop("magmoms", None)
+        if all(column in atoms.calc.results for column in MAGMOM_COLUMNS):
+            moments = np.column_stack([atoms.calc.results[c] for c in MAGMOM_COLUMNS]).astype(float)
+            results["magmoms"] = moments[:, 0] if not moments[:, 1:].any() else moments
         if GRADE_FEATURE in atoms.calc.results:
             atoms.info[GRADE_FEATURE] = float(atoms.calc.results[GRADE_FEATURE])
         if mapping is not None:

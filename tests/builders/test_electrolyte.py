@@ -4,15 +4,19 @@ import numpy as np
 import pytest
 from pymatgen.core import Composition
 
+from haml_flows.builders import electrolyte
 from haml_flows.builders.electrolyte import (
     AVOGADRO,
     MOLAR_MASS,
+    SURFACE_CLEARANCE,
+    PackingError,
     composition_for,
     dme,
     fsi,
     li_lifsi_dme,
     packmol_available,
     verify_packing,
+    verify_surface_clearance,
 )
 
 needs_packmol = pytest.mark.skipif(not packmol_available(), reason="packmol not on PATH")
@@ -56,10 +60,6 @@ def test_composition_and_density(packed):
 @needs_packmol
 def test_minimum_distance_guarantee(packed):
     assert verify_packing(packed, 1.8) >= 1.8
-    ids = np.array(packed.site_properties["molecule"])
-    slab = ids == -1
-    liquid_to_slab = packed.distance_matrix[np.ix_(slab, ~slab)].min()
-    assert liquid_to_slab >= 1.8
 
 
 @needs_packmol
@@ -78,3 +78,76 @@ def test_verify_packing_rejects_close_molecules(packed):
                            frac_coords=False, to_unit_cell=True)
     with pytest.raises(ValueError, match="packing failed: atoms .* of different molecules"):
         verify_packing(broken, 1.8)
+
+
+def _metal_distances(structure, symbols=None):
+    """Distances (periodic) of the electrolyte atoms, or those of ``symbols``, to every metal atom."""
+    ids = np.array(structure.site_properties["molecule"])
+    metal = ids == -1
+    chosen = ~metal
+    if symbols is not None:
+        chosen &= np.isin([site.specie.symbol for site in structure], symbols)
+    return structure.distance_matrix[np.ix_(chosen, metal)]
+
+
+@needs_packmol
+@pytest.mark.parametrize("symbols", [["H"], ["O"], None])
+def test_electrolyte_keeps_clear_of_the_metal(packed, symbols):
+    assert SURFACE_CLEARANCE == 2.5
+    assert _metal_distances(packed, symbols).min() >= SURFACE_CLEARANCE
+    assert packed.properties["surface_clearance"] == SURFACE_CLEARANCE
+
+
+@needs_packmol
+@pytest.mark.parametrize("seed", [1, 5])
+def test_salt_is_a_solvated_contact_ion_pair(seed):
+    """The Li+ sat 2.1 A above the metal, 3.1 A from its nearest O, 5.6 A from its FSI-."""
+    packed = li_lifsi_dme(seed=seed)
+    ids = np.array(packed.site_properties["molecule"])
+    symbols = np.array([site.specie.symbol for site in packed])
+    (li,) = [i for i in np.flatnonzero(symbols == "Li") if ids[i] != -1]
+    d = packed.distance_matrix[li]
+    oxygen = np.flatnonzero(symbols == "O")
+    shell = oxygen[d[oxygen] <= electrolyte.SHELL_CUTOFF]
+    assert 4 <= len(shell) <= 5 and d[shell].min() >= 1.8
+    fsi_id = ids[np.flatnonzero(symbols == "N")[0]]
+    assert any(ids[o] == fsi_id for o in shell)  # contact ion pair
+    assert sum(ids[o] != fsi_id for o in shell) >= 3  # ether O of three DME
+    assert len({ids[o] for o in shell if ids[o] != fsi_id}) == 3
+    assert d[ids == fsi_id].min() <= electrolyte.SHELL_CUTOFF
+    assert d[symbols == "N"].min() < 5.0
+    metal = ids == -1
+    assert d[metal].min() > 8.0  # mid-liquid, not an adatom
+    (shell_record,) = packed.properties["li_ion_shells"]
+    assert shell_record["li_index"] == li
+    assert sorted(shell_record["o_distances"]) == pytest.approx(sorted(d[shell_record["shell_o"]]), abs=1e-3)
+
+
+@needs_packmol
+def test_two_ion_pairs_each_get_a_shell():
+    packed = li_lifsi_dme(lifsi=2, seed=5)
+    shells = packed.properties["li_ion_shells"]
+    assert len(shells) == 2
+    for shell in shells:
+        assert len(shell["o_distances"]) == 4
+        assert max(shell["o_distances"]) <= electrolyte.SHELL_CUTOFF
+        assert shell["metal_distance"] > 8.0
+
+
+@needs_packmol
+def test_surface_clearance_is_checked(packed):
+    moved = packed.copy()
+    ids = moved.site_properties["molecule"]
+    hydrogen = next(i for i, site in enumerate(moved) if site.specie.symbol == "H")
+    top = max(range(len(moved)), key=lambda i: moved.cart_coords[i, 2] if ids[i] == -1 else -1)
+    target = moved.cart_coords[top] + [0.0, 0.0, 2.0]
+    moved.translate_sites([hydrogen], target - moved[hydrogen].coords, frac_coords=False)
+    with pytest.raises(PackingError, match=rf"atom {hydrogen} \(H\) is 2.00 A from metal atom {top}; surface_clearance is 2.5 A"):
+        verify_surface_clearance(moved, SURFACE_CLEARANCE)
+
+
+@needs_packmol
+def test_packmol_timeout_is_one_message(monkeypatch):
+    monkeypatch.setattr(electrolyte, "PACKMOL_TIMEOUT", 0.01)
+    with pytest.raises(PackingError, match=r"^packmol did not finish packing 1 Li\+ .* within 0.01 s; try"):
+        li_lifsi_dme()

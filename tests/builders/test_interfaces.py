@@ -8,6 +8,7 @@ from conftest import ionic_charge
 from pymatgen.core import Composition
 
 from haml_flows.builders.doping import DopingError
+from haml_flows.builders.errors import BuilderError, UnknownParameterError
 from haml_flows.builders.geometry import check_min_distances
 from haml_flows.builders.interfaces import choose_candidate, li_lpsc
 from haml_flows.builders.slabs import LI_BCC_LATTICE_PARAMETER, li_slab
@@ -97,7 +98,7 @@ def test_fluorine_on_sulfur_removes_argyrodite_li():
 def test_mismatch_impossible_names_closest_choice():
     with pytest.raises(ValueError, match=r"mismatch <= 4 %; closest feasible choice: smallest mismatch within the size: Li\(110\).*4\.55 %"):
         choose_candidate(112, facets=("110",))
-    with pytest.raises(ValueError, match=r"no lattice match .* Li\(111\).*closest feasible choice: Li\(100\)"):
+    with pytest.raises(BuilderError, match=r"atoms=112 is below the smallest Li\(111\) \| LPSC\(001\) cell .* 178 atoms .*: use atoms >= 170"):
         li_lpsc(atoms=112, li_facet="111")
 
 
@@ -106,3 +107,50 @@ def test_concentration_impossible_in_cell():
         li_lpsc(atoms=112, dopant="Se", concentration=0.3)
     with pytest.raises(DopingError, match="unknown dopant 'Xx'"):
         li_lpsc(dopant="Xx")
+
+
+SMALLEST_LI100 = (
+    "is below the smallest Li(100) | LPSC(001) cell with mismatch <= 4 %, "
+    "42 atoms (26 LPSC + 16 Li(100), mismatch 1.24 %): use atoms >= 40"
+)
+
+
+@pytest.mark.parametrize("atoms", [10, -5, 0])
+def test_impossible_atom_count_names_the_smallest_cell(atoms):
+    """It was a RecursionError (1,106 lines) from the facet hint calling itself."""
+    with pytest.raises(BuilderError) as error:
+        li_lpsc(atoms=atoms)
+    assert str(error.value) == f"atoms={atoms} {SMALLEST_LI100}"
+    assert isinstance(error.value, ValueError)
+
+
+def test_smallest_requested_count_builds():
+    assert len(li_lpsc(atoms=40)) == 42
+    with pytest.raises(BuilderError, match="use atoms >= 40"):
+        li_lpsc(atoms=39)
+
+
+def test_atom_count_between_cells_names_both_neighbours():
+    with pytest.raises(BuilderError, match=(
+        r"^atoms=46: no Li\(100\) \| LPSC\(001\) cell with mismatch <= 4 % has 46 \+- 2 atoms; "
+        r"nearest: 42 atoms \(26 LPSC \+ 16 Li\(100\), mismatch 1.24 %\) or 50 atoms"
+    )):
+        li_lpsc(atoms=46)
+    with pytest.raises(BuilderError, match="atoms must be a whole number of atoms, got 10.5"):
+        li_lpsc(atoms=10.5)
+
+
+def test_spec_parameters_get_the_builders_message():
+    """A spec's system.parameters reach the same checks as ``haml build``."""
+    from haml_flows.spec import SpecError, SystemSpec
+
+    with pytest.raises(BuilderError, match=r"^atoms=10 is below"):
+        SystemSpec(builder="li_lpsc", parameters={"atoms": 10}).build()
+    with pytest.raises(SpecError) as error:
+        SystemSpec(builder="li_lpsc", parameters={"facet": "110"}).build()
+    assert str(error.value) == (
+        "system.parameters: unknown parameter 'facet' of builder li_lpsc (did you mean "
+        "'li_facet'?); allowed: atoms, li_facet, max_mismatch, dopant, concentration, host, "
+        "site_rule, seed, gap, atoms_tolerance"
+    )
+    assert isinstance(error.value.__cause__, UnknownParameterError)

@@ -7,7 +7,8 @@ for MDALGO = 2) from the POSCAR positions and velocities (Angstrom/fs), with
 GFN1-xTB (tblite) energies, forces and stresses in place of DFT, and writes
 VASP's output files in their real formats: vasprun.xml (one ``calculation``
 per ionic step), OUTCAR (timing, cores), OSZICAR (``T= E= F= E0= EK=``),
-XDATCAR, CONTCAR (with velocities) and the standard output.
+XDATCAR, CONTCAR (with velocities) and the standard output. OSZICAR's T=
+counts 3N - 3 degrees of freedom, as VASP's does (:func:`vasp_temperature`).
 
 Test hooks (environment):
 ``FAKE_VASP_ERROR=real_optlay`` prints VASP's "REAL_OPTLAY: internal error"
@@ -235,10 +236,15 @@ def xdatcar(poscar: Poscar, frames: list[dict], cell: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
-def oszicar_line(step: int, f: dict) -> str:
+def vasp_temperature(kinetic: float, n_atoms: int) -> float:
+    """VASP's temperature of a kinetic energy (eV): 3N - 3 degrees of freedom."""
+    return 2.0 * kinetic / ((3 * n_atoms - 3) * units.kB)
+
+
+def oszicar_line(step: int, f: dict, n_atoms: int) -> str:
     e, ek = f["energy"], f["kinetic"]
     return (
-        f"{step:6d} T= {f['temperature']:6.0f}. E= {e + ek:.8E} F= {e:.8E} "
+        f"{step:6d} T= {vasp_temperature(ek, n_atoms):6.0f}. E= {e + ek:.8E} F= {e:.8E} "
         f"E0= {e:.8E}  EK= {ek:.5E} SP= 0.00E+00 SK= 0.00E+00"
     )
 
@@ -336,8 +342,8 @@ def main() -> None:
         osz.write("       N       E                     dE             d eps       ncg     rms          rms(c)\n")
         for step, f in enumerate(frames, start=1):
             osz.write(f"RMM:   1    {f['energy']:.12E}   -0.1E-05   -0.1E-07   100   0.1E-02\n")
-            osz.write(oszicar_line(step, f) + "\n")
-            print(oszicar_line(step, f), flush=True)
+            osz.write(oszicar_line(step, f, len(atoms)) + "\n")
+            print(oszicar_line(step, f, len(atoms)), flush=True)
     Path("XDATCAR").write_text(xdatcar(poscar, frames, cell))
     Poscar(
         structure.__class__(structure.lattice, structure.species, final.get_scaled_positions()),

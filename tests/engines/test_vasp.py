@@ -25,11 +25,19 @@ from custodian.vasp.handlers import (
 )
 from pymatgen.io.vasp import Incar, Kpoints, Poscar, Xdatcar
 
+import fake_vasp
+import public_vasp_data as public
 from engine_fakes import fake_command
 from haml_flows.engines.choice import EngineError
 from haml_flows.engines.frames import atoms_with_velocities
 from haml_flows.engines.training import MtpTrainMaker
-from haml_flows.engines.vasp import VaspAimdSegmentMaker, seeded_velocities
+from haml_flows.engines.vasp import (
+    VaspAimdSegmentMaker,
+    kinetic_temperature,
+    read_vasp_md,
+    read_vasprun_frames,
+    seeded_velocities,
+)
 
 FAST_CUSTODIAN = {"custodian_kwargs": {"polling_time_step": 0.2, "monitor_freq": 1}}
 
@@ -91,9 +99,9 @@ def test_inputs_are_the_papers_and_outputs_are_read_back(in_tmp, hot_cell, monke
     assert props["energy"] == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
     assert np.allclose(props["forces"], atoms.get_forces(), atol=1e-6)
     assert np.allclose(props["stress"], atoms.get_stress(), atol=1e-7)
-    # the start temperature is that of the incoming velocities
+    # the start temperature is that of the incoming velocities, counted as ASE counts
     atoms.set_velocities(incoming)
-    assert doc.temperature_start == pytest.approx(atoms.get_temperature(), abs=1.0)
+    assert doc.temperature_start == pytest.approx(atoms.get_temperature(), rel=1e-6)
 
     # the final state is CONTCAR's, velocities back in ASE units
     contcar = Poscar.from_file("CONTCAR", check_for_potcar=False)
@@ -182,3 +190,106 @@ def test_missing_command_names_the_setting(in_tmp, hot_cell, tmp_path, monkeypat
     monkeypatch.setattr(fw_config, "FWORKER_LOC", str(fworker))
     with pytest.raises(EngineError, match="env.vasp_cmd of my_fworker.yaml"):
         _run(VaspAimdSegmentMaker(vasp_cmd=">>vasp_cmd<<"), hot_cell)
+
+
+def test_start_and_end_temperatures_count_alike(in_tmp, hot_cell):
+    """The start was OSZICAR's T (3N - 3), the end ASE's (3N): 6.7 % apart at 16 atoms."""
+    doc = _run(_maker(n_steps=3), hot_cell)
+    n = len(hot_cell)
+    kinetic = [step["kinetic"] for step in _vasprun_steps(in_tmp)]
+    frame_temperatures = [p["temperature"] for p in doc.trajectory.frame_properties]
+    assert frame_temperatures == pytest.approx([2 * k / (3 * n * units.kB) for k in kinetic], rel=1e-9)
+    assert doc.temperature_start == frame_temperatures[0]
+    contcar = Poscar.from_file("CONTCAR", check_for_potcar=False)
+    from ase.data import atomic_masses
+
+    masses = atomic_masses[[site.specie.Z for site in contcar.structure]] * units._amu
+    velocities = np.asarray(contcar.velocities) * 1e5  # Angstrom/fs -> m/s
+    kinetic_end = 0.5 * (masses[:, None] * velocities**2).sum() / units._e
+    assert doc.temperature_end == pytest.approx(2 * kinetic_end / (3 * n * units.kB), rel=1e-6)
+    # VASP's own T= of the first step counts 3N - 3: N / (N - 1) times ours
+    oszicar_t = float(open("OSZICAR").read().split(" T=")[1].split()[0])
+    assert oszicar_t == pytest.approx(doc.temperature_start * n / (n - 1), abs=0.6)
+
+
+def _vasprun_steps(directory):
+    from pymatgen.io.vasp import Vasprun
+
+    return Vasprun(str(directory / "vasprun.xml"), parse_potcar_file=False).ionic_steps
+
+
+def test_gzipped_run_folder_reads_like_a_plain_one(in_tmp, hot_cell):
+    """atomate2 stores a run folder gzipped (vasprun.xml.gz, OUTCAR.gz, ...)."""
+    import shutil
+
+    from atomate2.common.files import gzip_output_folder
+
+    _run(_maker(n_steps=3), hot_cell)
+    plain = read_vasp_md(in_tmp, 1.0)
+    zipped = in_tmp / "zipped"
+    shutil.copytree(in_tmp, zipped, ignore=shutil.ignore_patterns("zipped"))
+    gzip_output_folder(zipped, True, [])
+    assert not (zipped / "vasprun.xml").exists() and (zipped / "vasprun.xml.gz").exists()
+    assert {p.name for p in zipped.glob("*.gz")} >= {
+        "vasprun.xml.gz", "OUTCAR.gz", "OSZICAR.gz", "CONTCAR.gz", "XDATCAR.gz",
+    }
+    read = read_vasp_md(zipped, 1.0)
+    assert read["trajectory"].frame_properties == plain["trajectory"].frame_properties
+    assert read["structure"] == plain["structure"]
+    assert read["structure"].site_properties == plain["structure"].site_properties
+    for key in ("n_steps", "simulated_fs", "temperature_start", "temperature_end", "cpu_seconds", "cores"):
+        assert read[key] == plain[key], key
+
+
+def test_fake_oszicar_counts_as_vasp_does():
+    """Public run: VASP started atomate2's Si2 test at TEBEG = 300 K with 3N - 3."""
+    si = public.SI_MD_FIRST_STEP
+    assert fake_vasp.vasp_temperature(si["kinetic"], si["n_atoms"]) == pytest.approx(si["tebeg"], abs=0.01)
+    assert kinetic_temperature(si["kinetic"], si["n_atoms"]) == pytest.approx(si["tebeg"] / 2, abs=0.01)
+    lgps = public.LGPS_NVT
+    assert fake_vasp.vasp_temperature(lgps["kinetic_first"], lgps["n_atoms"]) == pytest.approx(
+        lgps["vasp_temperature_first"], abs=0.01
+    )
+
+
+@pytest.fixture(scope="module")
+def public_vasprun(request):
+    """Path of a public VASP MD vasprun.xml (see public_vasp_data)."""
+    cache = request.config.cache.mkdir("pymatgen-test-files")
+    return lambda name: public.public_vasp_file(name, cache)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_reader_on_public_vasp_md(public_vasprun, tmp_path, compressed):
+    import gzip
+
+    lgps = public.LGPS_NVT
+    path = public_vasprun(lgps["file"])
+    if compressed:
+        zipped = tmp_path / "vasprun.xml.gz"
+        zipped.write_bytes(gzip.compress(path.read_bytes()))
+        path = zipped
+    structures, properties = read_vasprun_frames(path)
+    assert len(structures) == lgps["steps"]
+    assert structures[0].composition.formula == lgps["formula"]
+    assert properties[0]["energy"] == lgps["energy_first"]
+    assert properties[-1]["energy"] == lgps["energy_last"]
+    temperatures = np.array([p["temperature"] for p in properties])
+    assert temperatures[0] == pytest.approx(lgps["ase_temperature_first"], abs=0.01)
+    assert temperatures.mean() == pytest.approx(lgps["ase_temperature_mean"], abs=0.01)
+    assert temperatures[-1] == pytest.approx(
+        kinetic_temperature(lgps["kinetic_last"], lgps["n_atoms"]), abs=1e-9
+    )
+    assert np.asarray(properties[0]["forces"]).shape == (lgps["n_atoms"], 3)
+    assert len(properties[0]["stress"]) == 6
+
+
+def test_reader_on_public_ml_md_without_stress(public_vasprun):
+    ml = public.ML_MD
+    structures, properties = read_vasprun_frames(public_vasprun(ml["file"]))
+    assert len(structures) == ml["steps"]
+    assert structures[0].composition.formula == ml["formula"]
+    assert properties[0]["energy"] == ml["energy_first"]
+    assert properties[-1]["energy"] == ml["energy_last"]
+    assert properties[0]["temperature"] == pytest.approx(ml["ase_temperature_first"], abs=0.01)
+    assert all(p["stress"] is None for p in properties)
