@@ -97,7 +97,7 @@ def main() -> int:
     ).potential
     # per segment, before its first step, the collapse guard finds the
     # shortest distance of each species pair over the training frames
-    from haml_flows.faults.collapse import pair_minimum_distances
+    from haml_flows.distances import pair_minimum_distances
 
     start = time.process_time()
     pair_minimum_distances(frames)

@@ -32,23 +32,10 @@ def prepare_run(spec_path: str | Path, run_id: str | None = None) -> PreparedRun
     spec = load_spec(spec_path)
     structure = spec.system.build(base_dir=spec_path.parent)
     spec.check_against(structure)
-    _check_no_overlaps(structure)
     maker = HamlMaker.from_spec(spec, run_id=run_id)
     flow = maker.make(structure)
     flow.update_config({"manager_config": {"haml_run_id": maker.run_id}})
     return PreparedRun(spec=spec, structure=structure, flow=flow, run_id=maker.run_id)
-
-
-def _check_no_overlaps(structure: Structure, minimum: float = 0.5) -> None:
-    distances = structure.distance_matrix
-    for i in range(len(structure)):
-        for j in range(i + 1, len(structure)):
-            if distances[i, j] < minimum:
-                raise SpecError(
-                    f"system: atoms {i} ({structure[i].specie}) and {j} "
-                    f"({structure[j].specie}) are {distances[i, j]:.2f} A apart "
-                    f"(minimum {minimum} A)"
-                )
 
 
 @contextmanager

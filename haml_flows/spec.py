@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymatgen.core import Element, Structure
 
+from haml_flows.distances import closest_pair
 from haml_flows.engines.frames import START_TEMPERATURE_FACTOR
 from haml_flows.faults.collapse import DISTANCE_MARGIN, MAX_FORCE, TEMPERATURE_FACTOR
 from haml_flows.systems import BUILDERS
@@ -218,20 +218,28 @@ class RunSpec(_Section):
     stop: StopSpec = Field(default_factory=StopSpec)
 
     def check_against(self, structure: Structure) -> None:
-        """Fail when the potential's settings cannot describe the structure."""
+        """Fail when atoms overlap or the potential's settings cannot describe them."""
         if self.mtp.min_dist is not None and self.mtp.cutoff <= self.mtp.min_dist:
             raise SpecError(
                 f"mtp.cutoff ({self.mtp.cutoff}) must be above mtp.min_dist "
                 f"({self.mtp.min_dist})"
             )
-        shortest = _shortest_distance(structure)
-        if shortest is not None and self.mtp.cutoff <= shortest:
-            raise SpecError(
-                f"mtp.cutoff ({self.mtp.cutoff}) must be above the shortest "
-                f"interatomic distance of the system ({shortest:.2f} A), else the "
-                "potential sees no neighbours; allowed: cutoff > "
-                f"{max(shortest, self.mtp.min_dist or 0):.2f}"
-            )
+        closest = closest_pair(structure)
+        if closest is not None:
+            i, j, shortest = closest
+            if shortest < MIN_ATOM_SEPARATION:
+                raise SpecError(
+                    f"system: atoms {i} ({structure[i].specie}) and {j} "
+                    f"({structure[j].specie}) are {shortest:.2f} A apart "
+                    f"(minimum {MIN_ATOM_SEPARATION} A)"
+                )
+            if self.mtp.cutoff <= shortest:
+                raise SpecError(
+                    f"mtp.cutoff ({self.mtp.cutoff}) must be above the shortest "
+                    f"interatomic distance of the system ({shortest:.2f} A), else the "
+                    "potential sees no neighbours; allowed: cutoff > "
+                    f"{max(shortest, self.mtp.min_dist or 0):.2f}"
+                )
         elements = sorted({site.specie.symbol for site in structure})
         if self.reference.engine == "xtb":
             beyond = [e for e in elements if Element(e).Z > _XTB_MAX_Z]
@@ -250,13 +258,8 @@ class RunSpec(_Section):
 
 
 _XTB_MAX_Z = 86  # GFN1-xTB is parametrized for H to Rn
-
-
-def _shortest_distance(structure: Structure) -> float | None:
-    if len(structure) < 2:
-        return None
-    distances = structure.distance_matrix
-    return float(distances[~np.eye(len(structure), dtype=bool)].min())
+MIN_ATOM_SEPARATION = 0.5
+"""Angstrom; two atoms closer than this are an input error, not a structure."""
 
 
 def _allowed_keys(loc: tuple) -> list[str]:

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from pymatgen.core import Element
 
+from haml_flows.files import write_atomic
+
 mtp_app = typer.Typer(
     help="Moment Tensor Potentials: templates and extrapolation grades (MLIP files).",
     no_args_is_help=True,
@@ -16,13 +18,6 @@ mtp_app = typer.Typer(
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file so a failure leaves no partial file."""
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 @mtp_app.command()
@@ -54,7 +49,7 @@ def template(
         )
     except ValueError as exc:
         _fail(str(exc))
-    _write_atomic(output, potential_text(data))
+    write_atomic(output, potential_text(data))
     typer.echo(
         f"wrote {output}: level {level}, {data.alpha_scalar_moments} basis functions,"
         f" {data.alpha_moments_count} moments, species {' '.join(symbols)}"
@@ -110,7 +105,7 @@ def grade(
             atoms.info["MV_grade"] = active_set.gamma(atoms)
             atoms.calc = SinglePointCalculator(atoms, **results)
             graded.append(atoms)
-    _write_atomic(output, frames_to_cfg(graded, species=list(data.species)))
+    write_atomic(output, frames_to_cfg(graded, species=list(data.species)))
     grades = [a.info["MV_grade"] for a in graded]
     typer.echo(
         f"wrote {output}: {len(graded)} configurations, MV_grade "

@@ -23,6 +23,7 @@ from ase import Atoms
 from ase.data import covalent_radii
 from custodian.custodian import ErrorHandler
 
+from haml_flows.distances import pair_minimum_distances
 from haml_flows.schemas import FaultCorrection
 
 MAX_FORCE = 50.0
@@ -66,27 +67,6 @@ class FrameRing:
     def oldest(self) -> Frame:
         """The frame a roll-back restores."""
         return self.frames[0]
-
-
-def pair_minimum_distances(frames: Sequence[Atoms]) -> dict[tuple[int, int], float]:
-    """Shortest distance of each species pair (Z1 <= Z2) over ``frames``, minimum image."""
-    minima: dict[tuple[int, int], float] = {}
-    for atoms in frames:
-        if len(atoms) < 2:
-            continue
-        distances = atoms.get_all_distances(mic=any(atoms.pbc))
-        numbers = atoms.numbers
-        for a in np.unique(numbers):
-            for b in np.unique(numbers):
-                if a > b:
-                    continue
-                block = distances[np.ix_(numbers == a, numbers == b)]
-                if a == b:
-                    block = block[~np.eye(len(block), dtype=bool)]
-                if block.size:
-                    key = (int(a), int(b))
-                    minima[key] = min(minima.get(key, np.inf), float(block.min()))
-    return minima
 
 
 class _AtomsHandler(ErrorHandler):

@@ -37,6 +37,7 @@ from custodian.custodian import Custodian, CustodianError, ErrorHandler, Job, Va
 from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
 
+from haml_flows.files import write_atomic
 from haml_flows.schemas import FaultCorrection
 
 SETTINGS_FILE = "aimd_settings.json"
@@ -53,11 +54,7 @@ def _read_json(directory: str, name: str) -> dict:
 
 
 def _write_json(directory: str, name: str, data: dict) -> None:
-    """Write through a temporary file and rename: never a half-written file."""
-    target = Path(directory) / name
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(target)
+    write_atomic(Path(directory) / name, json.dumps(data, indent=1))
 
 
 def _frames(path: Path) -> list[Atoms]:

@@ -30,6 +30,7 @@ from motep.calculator import make_calculator
 from motep.potentials.mtp.data import MTPData
 from motep.train.trainer import Trainer
 
+from haml_flows.distances import pair_minimum_distances
 from haml_flows.mtp.basis import untrained_mtp
 from haml_flows.mtp.frames import frame_species
 from haml_flows.mtp.grade import load_potential, potential_text
@@ -90,14 +91,7 @@ def validate_frames(frames: Sequence[Atoms], species: Sequence[int] | None = Non
 
 def shortest_distance(frames: Sequence[Atoms]) -> float:
     """Shortest interatomic distance (minimum image) over all frames."""
-    shortest = np.inf
-    for atoms in frames:
-        if len(atoms) < 2:
-            continue
-        d = atoms.get_all_distances(mic=any(atoms.pbc))
-        np.fill_diagonal(d, np.inf)
-        shortest = min(shortest, float(d.min()))
-    return shortest
+    return min(pair_minimum_distances(frames).values(), default=np.inf)
 
 
 def _prepare(frames: Sequence[Atoms], stride: int) -> list[Atoms]:

@@ -24,7 +24,6 @@ from pymongo.errors import BulkWriteError
 
 from haml_flows.builders.screen import Candidate, ScreenPlan, expand_candidates
 from haml_flows.flows.haml import HamlMaker
-from haml_flows.runner import _check_no_overlaps
 from haml_flows.screening.collections import CANDIDATES, ensure_indexes
 from haml_flows.screening.launchpad import ensure_initialized
 from haml_flows.screening.schemas import CandidateDoc, CandidateMetadata
@@ -117,7 +116,6 @@ def prepare_candidates(
         try:
             if key not in structures:
                 structure = spec.system.build(base_dir=Path(plan.source).parent)
-                _check_no_overlaps(structure)
                 structures[key] = structure
             structure = structures[key]
             spec.check_against(structure)

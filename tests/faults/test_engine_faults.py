@@ -20,7 +20,7 @@ from pymatgen.core.trajectory import Trajectory
 from haml_flows.engines.mlpmd import MlpMdMaker
 from haml_flows.engines.reference import AimdSegmentMaker, LennardJonesAimdSegmentMaker
 from haml_flows.engines.training import MtpTrainMaker
-from haml_flows.faults.collapse import pair_minimum_distances
+from haml_flows.distances import pair_minimum_distances
 from haml_flows.mtp.frames import cfg_to_frames
 from haml_flows.mtp.grade import load_potential, mtp_calculator, potential_text
 from haml_flows.queries import cycle_docs, run_summary, trajectory
