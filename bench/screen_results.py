@@ -74,6 +74,7 @@ def store_finished_runs(settings, plan, n_cycles: int) -> int:
     from haml_flows.database.stores import make_job_store
     from haml_flows.schemas import RunDoc, RunSummaryDoc, StageCost
     from haml_flows.screening.submit import run_id_for
+    from haml_flows.systems import build_system
 
     store = make_job_store(settings)
     store.connect()
@@ -83,7 +84,7 @@ def store_finished_runs(settings, plan, n_cycles: int) -> int:
     for candidate in plan.candidates:
         key = candidate.spec.system.model_dump_json()
         if key not in structures:
-            structures[key] = candidate.spec.system.build()
+            structures[key] = build_system(candidate.spec.system)
         start = structures[key]
         run_id = run_id_for(candidate)
         moved = start.cart_coords + rng.normal(0, rng.uniform(0.02, 0.4), (len(start), 3))

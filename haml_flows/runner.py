@@ -13,7 +13,8 @@ from pymatgen.core import Structure
 from haml_flows.database.stores import store_outage
 from haml_flows.flows.haml import HamlMaker
 from haml_flows.queries import cycle_docs, run_doc, run_summary
-from haml_flows.spec import RunSpec, SpecError, load_spec, parse_spec
+from haml_flows.spec import RunSpec, load_spec, parse_spec
+from haml_flows.systems import build_system
 
 
 @dataclass
@@ -30,7 +31,7 @@ def prepare_run(spec_path: str | Path, run_id: str | None = None) -> PreparedRun
     """Validate the spec and build structure and flow; nothing runs yet."""
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
-    structure = spec.system.build(base_dir=spec_path.parent)
+    structure = build_system(spec.system, base_dir=spec_path.parent)
     spec.check_against(structure)
     maker = HamlMaker.from_spec(spec, run_id=run_id)
     flow = maker.make(structure)

@@ -45,12 +45,6 @@ def atoms_with_velocities(structure: Structure) -> Atoms:
     return atoms
 
 
-START_TEMPERATURE_FACTOR = 1.5
-"""An MLP-MD start frame above this multiple of the target is cooled to it:
-AIMD from a strained MLP-MD end frame turns the potential's energy error into
-heat (40 meV/atom is about 300 K); left alone, it compounds over cycles."""
-
-
 def cap_start_temperature(
     structure: Structure, temperature: float, factor: float
 ) -> tuple[Structure, float | None]:

@@ -39,7 +39,6 @@ from pymatgen.io.lammps.outputs import parse_lammps_dumps
 
 from haml_flows.engines.choice import COMMANDS, require_command
 from haml_flows.engines.frames import (
-    START_TEMPERATURE_FACTOR,
     atoms_with_velocities,
     cap_start_temperature,
     measure_cost,
@@ -49,6 +48,7 @@ from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.grade import load_potential
 from haml_flows.mtp.mlip_binary import calc_grade_with_mlp, run_mlp
 from haml_flows.schemas import MlpMdDoc
+from haml_flows.spec import START_TEMPERATURE_FACTOR
 
 BREAK_EXIT_STATUS = 8
 BREAK_MESSAGE = re.compile(r"Breaking threshold exceeded \(MV-grade:\s*([-+0-9.eE]+)\)")

@@ -20,21 +20,21 @@ from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.frames import (
-    START_TEMPERATURE_FACTOR,
     atoms_with_velocities,
     cap_start_temperature,
     measure_cost,
     structure_with_velocities,
 )
-from haml_flows.faults.collapse import (
-    DISTANCE_MARGIN,
-    MAX_FORCE,
-    TEMPERATURE_FACTOR,
-    CollapseGuard,
-)
+from haml_flows.faults.collapse import CollapseGuard
 from haml_flows.mtp.frames import cfg_to_frames
 from haml_flows.mtp.grade import ActiveSet, mtp_calculator
 from haml_flows.schemas import MlpMdDoc
+from haml_flows.spec import (
+    DISTANCE_MARGIN,
+    MAX_FORCE,
+    START_TEMPERATURE_FACTOR,
+    TEMPERATURE_FACTOR,
+)
 
 
 @dataclass

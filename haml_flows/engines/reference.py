@@ -18,8 +18,8 @@ from pymatgen.core import Structure
 from haml_flows.engines.frames import bare_structure, final_structure, measure_cost
 from haml_flows.faults.handlers import MAX_CORRECTIONS, run_segment
 from haml_flows.schemas import AimdSegmentDoc
+from haml_flows.spec import NOSE_HOOVER_TIME_FS
 
-NOSE_HOOVER_TIME_FS = 25.0
 LENNARD_JONES = {"sigma": 2.0, "epsilon": 0.05, "rc": 5.0, "smooth": True}
 
 

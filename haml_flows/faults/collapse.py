@@ -25,18 +25,7 @@ from custodian.custodian import ErrorHandler
 
 from haml_flows.distances import pair_minimum_distances
 from haml_flows.schemas import FaultCorrection
-
-MAX_FORCE = 50.0
-"""Largest force component (eV/Angstrom) an MD step may show; MD at a few
-hundred K on a trusted potential stays one to two orders of magnitude below."""
-
-DISTANCE_MARGIN = 0.6
-"""A pair is too close below this fraction of its shortest training distance
-(0.6 leaves room for new bonds, e.g. S-S at 2.05 A where the training set's
-shortest S-S is 3.3 A, and flags atoms pressed into each other)."""
-
-TEMPERATURE_FACTOR = 3.0
-"""The temperature has run away above this multiple of the thermostat target."""
+from haml_flows.spec import DISTANCE_MARGIN, MAX_FORCE, TEMPERATURE_FACTOR
 
 RING_SIZE = 10
 """Recent frames kept for a roll-back; the oldest is the one restored."""

@@ -28,6 +28,7 @@ from haml_flows.screening.collections import CANDIDATES, ensure_indexes
 from haml_flows.screening.launchpad import ensure_initialized
 from haml_flows.screening.schemas import CandidateDoc, CandidateMetadata
 from haml_flows.spec import SpecError
+from haml_flows.systems import build_system
 
 DUPLICATE_KEY = 11000
 
@@ -115,7 +116,7 @@ def prepare_candidates(
         key = json.dumps(spec.system.model_dump(mode="json"), sort_keys=True)
         try:
             if key not in structures:
-                structure = spec.system.build(base_dir=Path(plan.source).parent)
+                structure = build_system(spec.system, base_dir=Path(plan.source).parent)
                 structures[key] = structure
             structure = structures[key]
             spec.check_against(structure)
