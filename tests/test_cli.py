@@ -42,7 +42,7 @@ def test_unreachable_database_is_a_clear_message(monkeypatch, unused_port, tmp_p
 def test_run_then_cycles(haml_settings, monkeypatch, tmp_path):
     from rich.console import Console
 
-    import haml_flows.cli.main as cli
+    import haml_flows.cli._common as cli
 
     monkeypatch.setattr(cli, "console", Console(width=200))
     monkeypatch.setenv("HAML_DATABASE", haml_settings.DATABASE)

@@ -72,7 +72,8 @@ def grade(
 
     from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
     from haml_flows.mtp.grade import ActiveSet, load_potential, mtp_calculator
-    from haml_flows.mtp.mlip_binary import calc_grade_with_mlp, configured_mlp_cmd
+    from haml_flows.engines.commands import MLP
+    from haml_flows.engines.mlip import calc_grade_with_mlp
 
     for path in (potential, training, inputs):
         if not path.exists():
@@ -85,7 +86,7 @@ def grade(
         has_species = "Feature   species" in text
         return cfg_to_frames(text, species=None if has_species else list(data.species))
 
-    mlp_cmd = configured_mlp_cmd()
+    mlp_cmd = MLP.resolve()
     if mlp_cmd is not None:
         graded = read(inputs)
         try:

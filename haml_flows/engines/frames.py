@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
+from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
 from pymatgen.io.ase import AseAtomsAdaptor
@@ -123,22 +124,42 @@ def measure_cost() -> Iterator[CostMeter]:
         )
 
 
-def aimd_segment_doc(
-    engine: str, result: dict, time_step: float, cost: StageCost
-) -> AimdSegmentDoc:
-    """The AimdSegmentDoc of an external engine's segment read back from its files.
+class SegmentFrames(BaseModel):
+    """An MD segment read back from an external engine's files (VASP, CP2K, LAMMPS)."""
 
-    ``result`` holds structure, trajectory, n_steps, simulated_fs and the
-    first and last temperature, as the VASP and CP2K readers return them.
-    """
-    return AimdSegmentDoc(
-        engine=engine,
-        structure=result["structure"],
-        trajectory=result["trajectory"],
-        n_steps=result["n_steps"],
-        time_step_fs=time_step,
-        simulated_fs=result["simulated_fs"],
-        temperature_start=result["temperature_start"],
-        temperature_end=result["temperature_end"],
-        cost=cost,
+    structures: list[Structure] = Field(description="The saved frames, in order.")
+    properties: list[dict] = Field(
+        description="Per saved frame: energy, forces, stress, temperature, "
+        "velocities, step, as the engine reports them."
     )
+    structure: Structure = Field(
+        description="The state handed over; site property 'velocities' in ASE units."
+    )
+    n_steps: int = Field(description="MD steps run.")
+    simulated_fs: float = Field(description="Simulated time, fs.")
+    temperature_start: float = Field(description="Temperature of the first frame, K.")
+    temperature_end: float = Field(description="Temperature of the state handed over, K.")
+    cpu_seconds: float | None = Field(
+        None, description="CPU seconds the engine reported (all ranks); None: not reported."
+    )
+    cores: int | None = Field(None, description="Cores the engine reported.")
+
+    def trajectory(self) -> Trajectory:
+        """The saved frames with their properties."""
+        return Trajectory.from_structures(
+            self.structures, frame_properties=self.properties, constant_lattice=True
+        )
+
+    def aimd_doc(self, engine: str, time_step: float, cost: StageCost) -> AimdSegmentDoc:
+        """The AimdSegmentDoc of this segment."""
+        return AimdSegmentDoc(
+            engine=engine,
+            structure=self.structure,
+            trajectory=self.trajectory(),
+            n_steps=self.n_steps,
+            time_step_fs=time_step,
+            simulated_fs=self.simulated_fs,
+            temperature_start=self.temperature_start,
+            temperature_end=self.temperature_end,
+            cost=cost,
+        )

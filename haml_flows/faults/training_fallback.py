@@ -20,8 +20,9 @@ from ase import Atoms
 from custodian.custodian import ErrorHandler
 
 from haml_flows.mtp.grade import load_potential
-from haml_flows.mtp.training import TrainingResult, _errors, prepare_training
+from haml_flows.mtp.training import TrainingResult, _errors, split_for
 from haml_flows.schemas import FaultCorrection
+from haml_flows.spec import MtpSpec
 
 NO_IMPROVEMENT_TOLERANCE = 0.05
 """A new fit is rejected when its held-out force RMSE exceeds the previous
@@ -124,18 +125,16 @@ def held_out_errors(
     frames: list[Atoms],
     *,
     previous: str,
-    level: int = 12,
     species: Sequence[int] | None = None,
-    cutoff: float = 5.0,
-    min_dist: float | None = None,
-    holdout_fraction: float = 0.2,
     stride: int = 1,
-    **_: object,
+    **settings,
 ) -> tuple[float, float]:
-    """Energy and force RMSE of ``previous`` on the frames a fit would hold out."""
-    split = prepare_training(
-        frames, previous=previous, level=level, species=species, cutoff=cutoff,
-        min_dist=min_dist, holdout_fraction=holdout_fraction, stride=stride,
+    """Energy and force RMSE of ``previous`` on the frames a fit would hold out.
+
+    ``settings`` are fields of the ``mtp`` spec section, as the fit got them.
+    """
+    split = split_for(
+        frames, MtpSpec(**settings), previous=previous, species=species, stride=stride
     )
     return _errors(load_potential(previous), split.test or split.train)
 

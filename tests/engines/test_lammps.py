@@ -14,11 +14,12 @@ import pytest
 from ase.io.lammpsdata import read_lammps_data
 
 from engine_fakes import FAKE_MLP, fake_command
-from haml_flows.engines.choice import EngineError
+from haml_flows.engines.commands import EngineError
 from haml_flows.engines.frames import atoms_with_velocities
 from haml_flows.engines.lammps import LammpsError, LammpsMlpMdMaker, lammps_frame
 from haml_flows.engines.reference import LennardJonesAimdSegmentMaker
 from haml_flows.engines.training import MtpTrainMaker
+from haml_flows.spec import MlpMdSpec, MtpSpec
 from haml_flows.systems import li_lpsc_mini
 
 
@@ -28,12 +29,12 @@ def trained():
     """An AIMD segment on the analytic reference and an MTP trained on it."""
     maker = LennardJonesAimdSegmentMaker(n_steps=12, mb_velocity_seed=3)
     aimd = LennardJonesAimdSegmentMaker.make.original(maker, li_lpsc_mini(li_layers=1))
-    train = MtpTrainMaker(level=6, radial_iterations=5)
+    train = MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=5))
     return aimd, MtpTrainMaker.make.original(train, aimd.trajectory)
 
 
 def _maker(**kwargs) -> LammpsMlpMdMaker:
-    return LammpsMlpMdMaker(lmp_cmd=fake_command("fake_lmp.py"), mlp_cmd=FAKE_MLP, **kwargs)
+    return LammpsMlpMdMaker(mlpmd=MlpMdSpec(**kwargs), lmp_cmd=fake_command("fake_lmp.py"), mlp_cmd=FAKE_MLP)
 
 
 def _run(maker, aimd, doc):

@@ -26,10 +26,12 @@ from custodian.vasp.handlers import (
 from pymatgen.io.vasp import Incar, Kpoints, Poscar, Xdatcar
 
 from engine_fakes import fake_command
-from haml_flows.engines.choice import EngineError
+from haml_flows.engines.commands import EngineError
 from haml_flows.engines.frames import atoms_with_velocities
+from haml_flows.engines.reference import seeded_velocities
 from haml_flows.engines.training import MtpTrainMaker
-from haml_flows.engines.vasp import VaspAimdSegmentMaker, seeded_velocities
+from haml_flows.engines.vasp import VaspAimdSegmentMaker
+from haml_flows.spec import MtpSpec
 
 FAST_CUSTODIAN = {"custodian_kwargs": {"polling_time_step": 0.2, "monitor_freq": 1}}
 
@@ -126,7 +128,7 @@ def test_first_segment_draws_seeded_velocities(in_tmp, li_cell):
 
 def test_frames_join_the_training_set(in_tmp, hot_cell):
     doc = _run(_maker(n_steps=5), hot_cell)
-    train = MtpTrainMaker(level=4, radial_iterations=2, holdout_fraction=0.2)
+    train = MtpTrainMaker(mtp=MtpSpec(level=4, radial_iterations=2, holdout_fraction=0.2))
     out = MtpTrainMaker.make.original(train, doc.trajectory)
     assert out.training_set_size == 5
     from haml_flows.mtp.frames import cfg_to_frames
