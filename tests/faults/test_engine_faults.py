@@ -502,6 +502,15 @@ def test_unfixable_reference_failure_stops_with_clear_error(
     )
 
 
+def test_a_failed_segment_leaves_its_files_with_its_job(job_store, tmp_path):
+    # custodian works in the job's own directory, so the evidence stays there
+    job = _xtb_maker(2, method="GFN9-xTB").make(li_lpsc_mini(li_layers=1))
+    run_locally(job, store=job_store, log=False, create_folders=True, root_dir=tmp_path)
+    (job_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert "GFN9-xTB" in json.loads((job_dir / "aimd_error.json").read_text())["message"]
+    assert json.loads((job_dir / "aimd_settings.json").read_text())["n_steps"] == 2
+
+
 @pytest.mark.slow
 def test_aimd_corrections_reach_the_cycle_document(job_store, tmp_path, fault_ledger):
     # a run on the LJ spec whose AIMD runs on GFN1-xTB with an impossible SCF limit
