@@ -7,6 +7,7 @@ import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 import typer
@@ -22,6 +23,9 @@ from haml_flows.settings import HamlSettings, get_settings
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)
+
+WORKDIR = typer.Option(Path("haml_runs"), help="Directory for the jobs' working folders.")
+"""The ``--workdir`` option of the commands that run jobs here."""
 
 STOP_LABELS = {"gamma_break": "break", "max_steps": "limit", "collapse": "collapse"}
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from haml_flows.cli._common import (
+    WORKDIR,
     connect_store,
     cycle_table,
     quiet_dependencies,
@@ -54,9 +55,7 @@ def run(
     fireworks: bool = typer.Option(
         False, "--fireworks", help="Add to the LaunchPad and run rapidfire here."
     ),
-    workdir: Path = typer.Option(
-        Path("haml_runs"), help="Directory for the jobs' working folders."
-    ),
+    workdir: Path = WORKDIR,
 ) -> None:
     """Run a HAML spec: one line per finished cycle, then the cycle table."""
     from haml_flows.runner import (

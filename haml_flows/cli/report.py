@@ -20,6 +20,17 @@ from rich.table import Table
 
 from haml_flows.cli._common import connect_store, fail, quiet_dependencies, show
 
+def _stored_runs(analysis, *args):
+    """``analysis(store, *args)`` on the configured database; exit 1 for an unknown run."""
+    store = connect_store()
+    try:
+        with quiet_dependencies():
+            return analysis(store, *args)
+    except KeyError as exc:
+        show(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(code=1) from None
+
+
 def _options(pairs: list[str] | None, times: list[float] | None, max_samples: int):
     from haml_flows.analysis.neighbors import parse_pair
     from haml_flows.analysis.report import AnalysisOptions
@@ -51,16 +62,8 @@ def report_command(
     """Write PNG figures, index.html and summary.json for a stored run."""
     from haml_flows.analysis.report import build_report, summary_rows
 
-    store = connect_store()
     out = output or Path(f"report-{run_id}")
-    try:
-        with quiet_dependencies():
-            summary = build_report(
-                store, run_id, out, _options(rdf_pair, rdf_time, max_samples)
-            )
-    except KeyError as exc:
-        show(f"[red]{exc.args[0]}[/red]")
-        raise typer.Exit(code=1) from None
+    summary = _stored_runs(build_report, run_id, out, _options(rdf_pair, rdf_time, max_samples))
     table = Table(title=f"report {run_id}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -68,7 +71,7 @@ def report_command(
         table.add_row(key, value)
     show(table)
     show(f"wrote {out / 'index.html'}, {out / 'summary.json'} and "
-                  f"{len(summary['figures'])} figures")
+         f"{len(summary['figures'])} figures")
 
 
 def compare_command(
@@ -83,15 +86,7 @@ def compare_command(
     """Side by side: similarity, bond-count changes, products and cost."""
     from haml_flows.analysis.report import compare_runs
 
-    store = connect_store()
-    try:
-        with quiet_dependencies():
-            table_data = compare_runs(
-                store, run_ids, output, _options(None, None, max_samples)
-            )
-    except KeyError as exc:
-        show(f"[red]{exc.args[0]}[/red]")
-        raise typer.Exit(code=1) from None
+    table_data = _stored_runs(compare_runs, run_ids, output, _options(None, None, max_samples))
     table = Table(title="comparison", caption="similarity: 1 = unchanged interface")
     table.add_column("quantity")
     for run in table_data["runs"]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from haml_flows.cli._common import (
+    WORKDIR,
     connect_store,
     fail,
     quiet_dependencies,
@@ -39,9 +40,7 @@ def resume_command(
         "FireWorks updated the workflow left behind (only when no worker of the "
         "run is alive; as `lpad admin unlock`).",
     ),
-    workdir: Path = typer.Option(
-        Path("haml_runs"), help="Directory for the jobs' working folders."
-    ),
+    workdir: Path = WORKDIR,
 ) -> None:
     """Continue a run from its last completed stage (FireWorks) or cycle (local)."""
     from haml_flows.runner import (

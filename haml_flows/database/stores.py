@@ -57,6 +57,9 @@ class _SettingsConnection:
     _haml_settings: HamlSettings | None = None
     outage: DatabaseUnavailableError | None = None
 
+    def __init__(self, database: str, collection_name: str, **kwargs: Any) -> None:
+        super().__init__(database=database, collection_name=collection_name, **kwargs)
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         store = super(_SettingsConnection, cls)
@@ -107,9 +110,6 @@ class SettingsMongoStore(_SettingsConnection, MongoStore):
         "ensure_index": "creating an index",
     }
 
-    def __init__(self, database: str, collection_name: str, **kwargs: Any) -> None:
-        super().__init__(database=database, collection_name=collection_name, **kwargs)
-
     def connect(self, force_reset: bool = False) -> None:
         """Open a client with the settings' URI, credentials and TLS options."""
         if self._coll is None or force_reset:
@@ -130,9 +130,6 @@ class SettingsGridFSStore(_SettingsConnection, GridFSStore):
         "remove_docs": "removing large data",
         "ensure_index": "creating an index",
     }
-
-    def __init__(self, database: str, collection_name: str, **kwargs: Any) -> None:
-        super().__init__(database=database, collection_name=collection_name, **kwargs)
 
     def connect(self, force_reset: bool = False) -> None:
         """Open GridFS with the settings' URI, credentials and TLS options."""

@@ -20,6 +20,7 @@ from pymatgen.core.trajectory import Trajectory
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from haml_flows.schemas import AimdSegmentDoc, StageCost
+from haml_flows.spec import MlpMdSpec
 
 
 def bare_structure(structure: Structure) -> Structure:
@@ -46,27 +47,25 @@ def atoms_with_velocities(structure: Structure) -> Atoms:
     return atoms
 
 
-def cap_start_temperature(
-    structure: Structure, temperature: float, factor: float
-) -> tuple[Structure, float | None]:
-    """The structure with its velocities scaled down to ``temperature`` if too hot.
+def mlpmd_start(structure: Structure, mlpmd: MlpMdSpec) -> tuple[Structure, float | None]:
+    """The frame an MLP-MD segment starts from: the AIMD's, cooled if too hot.
 
-    A structure whose kinetic temperature is above ``factor`` x
-    ``temperature`` gets velocities scaled to ``temperature`` (directions
-    kept); the second value is the temperature it had, or None when it was
-    left alone (also without velocities).
+    A frame whose kinetic temperature is above ``mlpmd.start_temperature_factor``
+    x ``mlpmd.temperature`` gets its velocities scaled to the target
+    (directions kept); the second value is the temperature it had, or None
+    when it was left alone.
     """
     velocities = structure.site_properties.get("velocities")
     if velocities is None:
-        return structure, None
-    atoms = atoms_with_velocities(structure)
-    current = float(atoms.get_temperature())
-    if current <= factor * temperature:
+        raise ValueError("MLP-MD needs a structure with 'velocities' from AIMD")
+    target = mlpmd.temperature
+    current = float(atoms_with_velocities(structure).get_temperature())
+    if current <= mlpmd.start_temperature_factor * target:
         return structure, None
     scaled = structure.copy()
     scaled.add_site_property(
         "velocities",
-        (np.asarray(velocities, dtype=float) * np.sqrt(temperature / current)).tolist(),
+        (np.asarray(velocities, dtype=float) * np.sqrt(target / current)).tolist(),
     )
     return scaled, current
 

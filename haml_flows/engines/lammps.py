@@ -39,8 +39,8 @@ from haml_flows.engines.commands import LMP, MLP, failure_message, run_command
 from haml_flows.engines.frames import (
     SegmentFrames,
     atoms_with_velocities,
-    cap_start_temperature,
     measure_cost,
+    mlpmd_start,
     structure_with_velocities,
 )
 from haml_flows.engines.mlip import calc_grade_with_mlp, run_mlp
@@ -244,14 +244,10 @@ class LammpsMlpMdMaker(Maker):
         self, structure: Structure, potential: str, training_set: str
     ) -> MlpMdDoc:
         """Run LAMMPS from the structure's positions and velocities until a stop rule."""
-        if "velocities" not in structure.site_properties:
-            raise ValueError("MLP-MD needs a structure with 'velocities' from AIMD")
         md = self.mlpmd
+        structure, cooled_from = mlpmd_start(structure, md)
         lmp_cmd = LMP.require(self.lmp_cmd)
         mlp_cmd = MLP.require(self.mlp_cmd)
-        structure, cooled_from = cap_start_temperature(
-            structure, md.temperature, md.start_temperature_factor
-        )
         directory = Path.cwd()
         with measure_cost() as meter:
             symbols = self.write_inputs(directory, structure, potential, training_set)

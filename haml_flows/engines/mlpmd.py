@@ -21,8 +21,8 @@ from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.frames import (
     atoms_with_velocities,
-    cap_start_temperature,
     measure_cost,
+    mlpmd_start,
     structure_with_velocities,
 )
 from haml_flows.faults.collapse import CollapseGuard
@@ -49,8 +49,6 @@ class MlpMdMaker(Maker):
         self, structure: Structure, potential: str, training_set: str
     ) -> MlpMdDoc:
         """Run from the structure's positions and velocities until a stop rule."""
-        if "velocities" not in structure.site_properties:
-            raise ValueError("MLP-MD needs a structure with 'velocities' from AIMD")
         motep_log = logging.getLogger("motep")
         motep_level = motep_log.level
         # motep warns at every step closer than min_dist; the grade reports it
@@ -62,9 +60,7 @@ class MlpMdMaker(Maker):
 
     def _run(self, structure: Structure, potential: str, training_set: str) -> MlpMdDoc:
         md = self.mlpmd
-        structure, cooled_from = cap_start_temperature(
-            structure, md.temperature, md.start_temperature_factor
-        )
+        structure, cooled_from = mlpmd_start(structure, md)
         with measure_cost() as meter:
             with measure_cost() as setup:
                 training_frames = cfg_to_frames(training_set)
