@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from jobflow import Flow, Job, Maker, OutputReference, Response, job
 from pymatgen.core import Structure
 
-from haml_flows.engines.commands import COMMANDS, LMP, MLP
+from haml_flows.engines.commands import COMMANDS, MLP
 from haml_flows.engines.mlpmd import MlpMdMaker
 from haml_flows.engines.reference import (
     AimdSegmentMaker,
@@ -26,7 +26,7 @@ from haml_flows.engines.reference import (
 from haml_flows.engines.training import MtpTrainMaker
 from haml_flows.schemas import CycleDoc, CycleState, RunDoc, RunSummaryDoc, StageCost
 from haml_flows.settings import HamlSettings, get_settings
-from haml_flows.spec import MlpMdSpec, ReferenceSpec, RunSpec, SpecError
+from haml_flows.spec import MlpMdSpec, ReferenceSpec, RunSpec, SpecError, StopSpec
 
 logger = logging.getLogger("haml_flows.progress")
 
@@ -164,6 +164,7 @@ _MLPMD_FIELDS = (
 )
 CYCLE_JOB = "haml cycle"
 """Cycle jobs are named ``haml cycle N``."""
+_STOP = StopSpec()
 
 
 @job
@@ -254,10 +255,10 @@ class HamlCycleMaker(Maker):
     aimd_maker: Maker = field(default_factory=AimdSegmentMaker)
     train_maker: MtpTrainMaker = field(default_factory=MtpTrainMaker)
     mlpmd_maker: Maker = field(default_factory=MlpMdMaker)
-    max_cycles: int = 10
-    total_time_fs: float = 10_000.0
+    max_cycles: int = _STOP.max_cycles
+    total_time_fs: float = _STOP.total_time_ps * 1000.0
     fallback_aimd_factor: float = 2.0
-    continue_trusted: bool = True
+    continue_trusted: bool = MlpMdSpec().continue_trusted
 
     @classmethod
     def from_spec(cls, spec: RunSpec, settings: HamlSettings | None = None) -> HamlCycleMaker:
