@@ -114,7 +114,7 @@ class MtpSpec(_Section):
     engine: Literal["motep", "mlip"] | None = Field(
         None,
         description="'motep' (embedded) or 'mlip' (MLIP's mlp, needs HAML_MLP_CMD); "
-        "None = mlip when HAML_MLP_CMD is set, else motep.",
+        "None = mlip when the worker has HAML_MLP_CMD set, else motep.",
     )
     level: int = Field(12, description="lev_max, even, 2 to 28.")
     cutoff: float = Field(5.0, gt=0, description="Radial cutoff, Angstrom.")

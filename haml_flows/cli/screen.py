@@ -212,12 +212,16 @@ def worker_command(
     from fireworks.core.rocket_launcher import rapidfire
 
     from haml_flows.database.launchpad import AtomicIdLaunchPad
+    from haml_flows.engines.commands import fworker_file_env
 
     if launchpad_file is not None:
         launchpad = AtomicIdLaunchPad.from_file(str(launchpad_file))
     else:
         launchpad = clients().launchpad
-    worker = FWorker.from_file(str(fworker_file)) if fworker_file else FWorker(name="haml_worker")
+    if fworker_file:
+        worker = FWorker.from_file(str(fworker_file))
+    else:  # engine commands from FireWorks' default worker file, as rlaunch reads them
+        worker = FWorker(name="haml_worker", env=fworker_file_env())
     if screen:
         d = worker.to_dict()
         query = json.loads(d["query"]) if isinstance(d["query"], str) else dict(d["query"])
