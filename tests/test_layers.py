@@ -19,12 +19,15 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+MODULES = {_module_name(p): p for p in (*PACKAGE.rglob("*.py"), *PACKAGE.rglob("*.c"))}
+"""Every module of the package; a C extension (its source) imports nothing here."""
 
 
 def _imported(module: str) -> set[str]:
     """The package's modules that ``module`` imports anywhere in its text."""
     path = MODULES[module]
+    if path.suffix != ".py":
+        return set()
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -37,8 +40,9 @@ def _imported(module: str) -> set[str]:
                     package = package[:-1]
                 package = package[: len(package) - node.level + 1]
                 base = ".".join([*package, *([node.module] if node.module else [])])
-            names.add(base)
-            names |= {f"{base}.{alias.name}" for alias in node.names}
+            submodules = {f"{base}.{alias.name}" for alias in node.names}
+            # `from package import module` imports the module, not the package's names
+            names |= submodules if submodules <= set(MODULES) else {base, *submodules}
     found = set()
     for name in names:
         while name and name not in MODULES:

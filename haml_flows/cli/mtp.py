@@ -62,19 +62,27 @@ def grade(
     training: Path = typer.Argument(..., help="Training set (.cfg) for the active set."),
     inputs: Path = typer.Argument(..., help="Configurations to grade (.cfg)."),
     output: Path = typer.Argument(..., help="Output .cfg with the MV_grade feature."),
+    mode: str = typer.Option(
+        "neighborhood", "--mode",
+        help="neighborhood (site energies, MLIP's default) or configuration.",
+    ),
 ) -> None:
-    """Grade configurations as MLIP's calc-grade does (MaxVol, neighbourhoods).
+    """Grade configurations as MLIP's calc-grade does.
 
-    With an ``mlp`` command configured (HAML_MLP_CMD) MLIP's own
-    ``mlp calc-grade`` computes the grades; otherwise motep does.
+    The MaxVol active set of the training set over the derivatives of the
+    energies with respect to all MTP parameters (moment, species and radial
+    coefficients), chosen by MLIP's procedure; MV_grade is the largest
+    coefficient of a configuration's rows against it. With an ``mlp``
+    command configured (HAML_MLP_CMD) MLIP's own ``mlp calc-grade`` computes
+    the grades instead (neighbourhood mode).
     """
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
-    from haml_flows.mtp.grade import ActiveSet, load_potential, mtp_calculator
     from haml_flows.engines.commands import MLP
     from haml_flows.engines.mlip import calc_grade_with_mlp
+    from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
+    from haml_flows.mtp.grade import GRADE_MODES, ActiveSet, GradeError, load_potential
 
+    if mode not in GRADE_MODES:
+        _fail(f"--mode: {mode!r} is not one of {', '.join(GRADE_MODES)}")
     for path in (potential, training, inputs):
         if not path.exists():
             _fail(f"{path} does not exist")
@@ -86,29 +94,24 @@ def grade(
         has_species = "Feature   species" in text
         return cfg_to_frames(text, species=None if has_species else list(data.species))
 
+    graded = read(inputs)
     mlp_cmd = MLP.resolve()
-    if mlp_cmd is not None:
-        graded = read(inputs)
-        try:
+    try:
+        if mlp_cmd is not None:
+            if mode != "neighborhood":
+                _fail("--mode configuration: MLIP's calc-grade grades neighbourhoods only")
             grades = calc_grade_with_mlp(
                 pot_text, read(training), graded, mlp_cmd, species=list(data.species)
             )
-        except RuntimeError as exc:
-            _fail(str(exc))
-        for atoms, value in zip(graded, grades):
-            atoms.info["MV_grade"] = value
-    else:
-        active_set = ActiveSet.from_training(pot_text, read(training))
-        graded = []
-        for atoms in read(inputs):
-            results = dict(atoms.calc.results)
-            atoms.calc = mtp_calculator(pot_text, active_set)
-            atoms.info["MV_grade"] = active_set.gamma(atoms)
-            atoms.calc = SinglePointCalculator(atoms, **results)
-            graded.append(atoms)
+        else:
+            active_set = ActiveSet.from_training(pot_text, read(training), mode=mode)
+            grades = active_set.grade_frames(graded)
+    except (GradeError, RuntimeError) as exc:
+        _fail(f"{exc}")
+    for atoms, value in zip(graded, grades):
+        atoms.info["MV_grade"] = value
     write_atomic(output, frames_to_cfg(graded, species=list(data.species)))
-    grades = [a.info["MV_grade"] for a in graded]
     typer.echo(
         f"wrote {output}: {len(graded)} configurations, MV_grade "
-        f"min {min(grades):.3g} max {max(grades):.3g}"
+        f"min {min(grades):.3g} max {max(grades):.3g} ({mode} mode)"
     )

@@ -45,7 +45,7 @@ from haml_flows.engines.frames import (
 )
 from haml_flows.engines.mlip import calc_grade_with_mlp, run_mlp
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
-from haml_flows.mtp.grade import load_potential
+from haml_flows.mtp.grade import load_potential, mtp_calculator
 from haml_flows.schemas import MlpMdDoc
 from haml_flows.spec import MlpMdSpec
 
@@ -260,7 +260,7 @@ class LammpsMlpMdMaker(Maker):
             )
             gamma_seconds = time.perf_counter() - gamma_wall
             broke_at = run_lammps(lmp_cmd, directory)
-            segment = self._read_back(directory, symbols, broke_at)
+            segment = self._read_back(directory, symbols, structure, broke_at, potential)
             gamma_wall = time.perf_counter()
             saved = [atoms_with_velocities(frame) for frame in segment.structures]
             grades = calc_grade_with_mlp(
@@ -295,16 +295,21 @@ class LammpsMlpMdMaker(Maker):
         )
 
     def _read_back(
-        self, directory: Path, symbols: list[str], broke_at: float | None
+        self, directory: Path, symbols: list[str], structure: Structure,
+        broke_at: float | None, potential: str,
     ) -> SegmentFrames:
         dump = directory / "dump.lammpstrj"
-        frames = read_dump_frames(dump, symbols) if dump.exists() else []
-        if not frames:
-            raise LammpsError(
-                f"LAMMPS wrote no frame to {dump}"
-                + (f" (it broke at the first step, γ = {broke_at})" if broke_at else "")
-            )
+        has_frames = dump.exists() and dump.stat().st_size > 0
+        frames = read_dump_frames(dump, symbols) if has_frames else []
+        if not frames and broke_at is None:
+            raise LammpsError(f"LAMMPS wrote no frame to {dump}")
         thermo = read_thermo(directory / "log.lammps")
+        if not frames:
+            # MLIP broke in the set-up force call: the segment hands back its start
+            start = atoms_with_velocities(structure)
+            start.calc = mtp_calculator(potential)
+            frames = [(0, start)]
+            thermo[0] = {"PotEng": float(start.get_potential_energy())}
         last_step = frames[-1][0]
         structures, properties = [], []
         for step, atoms in frames:

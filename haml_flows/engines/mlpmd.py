@@ -27,9 +27,33 @@ from haml_flows.engines.frames import (
 )
 from haml_flows.faults.collapse import CollapseGuard
 from haml_flows.mtp.frames import cfg_to_frames
-from haml_flows.mtp.grade import ActiveSet, mtp_calculator
+from haml_flows.mtp.grade import ActiveSet, GradeError, mtp_calculator
 from haml_flows.schemas import MlpMdDoc
 from haml_flows.spec import MlpMdSpec
+
+logger = logging.getLogger(__name__)
+
+
+def _active_set(potential: str, training_frames) -> ActiveSet | None:
+    """The grade's active set, as MLIP builds it; None when the potential is broken.
+
+    A training set too small for the potential's parameters still gives an
+    active set (MLP-MD then breaks as soon as it leaves the training frames);
+    a potential whose derivatives are not finite has none, and the collapse
+    guard stops the segment at its first force call.
+    """
+    try:
+        active_set = ActiveSet.from_training(potential, training_frames, require_span=False)
+    except GradeError as exc:
+        logger.warning("MLP-MD without a grade: %s", exc)
+        return None
+    if active_set.shortfall:
+        logger.warning(
+            "active set short of %d training rows for the %d parameters: the "
+            "segment will break as soon as it leaves the training frames",
+            active_set.shortfall, active_set.n_params,
+        )
+    return active_set
 
 
 @dataclass
@@ -64,9 +88,7 @@ class MlpMdMaker(Maker):
         with measure_cost() as meter:
             with measure_cost() as setup:
                 training_frames = cfg_to_frames(training_set)
-                active_set = ActiveSet.from_training(
-                    potential, training_frames, seed=self.seed
-                )
+                active_set = _active_set(potential, training_frames)
             atoms = atoms_with_velocities(structure)
             calc = mtp_calculator(potential, active_set, every=md.gamma_every)
             atoms.calc = calc

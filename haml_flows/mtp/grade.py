@@ -1,12 +1,26 @@
-"""MaxVol extrapolation grade over the linear MTP parameters, per neighbourhood.
+"""MaxVol extrapolation grade over all MTP parameters, as MLIP defines it.
 
-The per-atom basis values that motep's run mode fills on every energy/force
-call (``engine.mbd.vatoms``), stacked with the species one-hot rows (the
-derivatives of a site energy with respect to ``moment_coeffs`` and
-``species_coeffs``, motep's parameter order), form one row per neighbourhood.
-The active set is the MaxVol square submatrix ``A`` of the training rows;
-the grade of a neighbourhood ``b`` is ``max |b A^-1|``. This costs one small
-matrix product per MD step instead of the full parameter Jacobian.
+Each row is the derivative of an energy with respect to every parameter of
+the potential: moment, species and radial coefficients (motep's order). In
+neighbourhood mode (MLIP's default, and what ``pair_style mlip`` watches) a
+row is one atom's site energy; in configuration mode it is a configuration's
+total energy. The active set is the square submatrix of the training rows
+chosen by MaxVol; the grade of a row ``b`` is ``max |b A^-1|``, and of a
+configuration the largest grade of its rows.
+
+The active set is chosen with MLIP's own MaxVol procedure (motep's
+``FindMethod.MLIP``: start from ``1e-6 I``, swap in the row of largest
+coefficient while it exceeds 1 + 1e-3), which reproduces the ``MV_grade``
+that MLIP's ``calc-grade`` writes. Parameters that no training row excites
+keep their ``1e-6 I`` row: a configuration that excites them (a species
+pair that never met in training, a dopant neighbourhood unlike the training
+ones) gets a grade far above any threshold instead of being ignored; the
+active set lists them in ``uncovered``.
+
+The rows come from :mod:`haml_flows.mtp.kernel` in the force call itself,
+so watching the grade at every MD step costs one product of each atom's
+local row (moment, own-species and own-species radial columns) with the
+matching rows of ``A^-1``.
 """
 
 from __future__ import annotations
@@ -16,22 +30,31 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
-from motep.calculator import MTP
-from motep.grade.maxvol import MaxVol
+from ase.data import chemical_symbols
 from motep.io.mlip.mtp import read_mtp, write_mtp
-from motep.potentials.mtp.base import EngineBase
 from motep.potentials.mtp.data import MTPData
 
-from haml_flows.mtp.neighbors import VesinMTPEngine
+from haml_flows.mtp.engine import KernelMTPEngine
+from haml_flows.mtp.kernel import MtpKernel, mlip_maxvol
 
 SPECIES_TAG = "species:"
 """``potential_tag`` prefix that records atomic numbers (``.mtp`` has no field for them)."""
 
-RANK_TOLERANCE = 1e-10
+GradeMode = Literal["neighborhood", "configuration"]
+GRADE_MODES: tuple[str, ...] = ("neighborhood", "configuration")
+
+UNCOVERED_ROW = 1e-6
+"""Diagonal of the rows MLIP's MaxVol starts from; a parameter no training
+row excites keeps it."""
+
+
+class GradeError(ValueError):
+    """An active set or a grade that cannot be computed; the message says why."""
 
 
 def _species_from_tag(tag: str) -> list[int] | None:
@@ -71,104 +94,260 @@ def _as_data(potential: str | MTPData) -> MTPData:
     return load_potential(potential) if isinstance(potential, str) else potential
 
 
-def basis_values(engine: EngineBase, atoms: Atoms) -> np.ndarray:
-    """Linear-parameter basis of each neighbourhood, ``(n_params, natoms)``.
+def _symbol(z: int) -> str:
+    return chemical_symbols[z] if 0 < z < len(chemical_symbols) else f"type {z}"
 
-    ``engine`` (a motep engine in run mode) must just have evaluated ``atoms``.
-    """
-    species = engine.mtp_data.species
-    onehot = (atoms.numbers[None, :] == np.asarray(species)[:, None]).astype(float)
-    return np.vstack([engine.mbd.vatoms, onehot])
+
+def parameter_names(data: MTPData) -> list[str]:
+    """A readable name for every parameter, in the rows' (motep's) order."""
+    species = [_symbol(int(z)) for z in data.species]
+    names = [f"moment {a}" for a in range(int(data.alpha_scalar_moments))]
+    names += [f"species {s}" for s in species]
+    rfc, rbs = int(data.radial_funcs_count), int(data.radial_basis.size)
+    for si in species:
+        for sj in species:
+            names += [f"radial {si}-{sj} [{mu},{q}]" for mu in range(rfc) for q in range(rbs)]
+    return names
 
 
 class ActiveSet:
-    """MaxVol active set of training neighbourhoods for one potential."""
+    """MaxVol active set over all parameters of one potential (MLIP's ``state.als``).
+
+    ``slots[j]`` is the (frame, atom) whose row fills row ``j`` of the square
+    matrix ``A`` (atom -1 in configuration mode), or (-1, -1) when row ``j``
+    kept MLIP's ``1e-6 e_j`` start; ``inverse`` is ``A^-1``.
+    """
 
     def __init__(
         self,
-        inverse: np.ndarray,
-        columns: np.ndarray,
-        n_params: int,
-        indices: np.ndarray,
+        data: MTPData,
+        submatrix: np.ndarray,
+        slots: np.ndarray,
+        *,
+        mode: GradeMode = "neighborhood",
+        n_candidates: int = 0,
     ) -> None:
-        self.inverse = inverse
-        self.columns = columns
-        self.n_params = n_params
-        self.indices = indices
+        if mode not in GRADE_MODES:
+            raise GradeError(f"grade mode must be one of {GRADE_MODES}, got {mode!r}")
+        self.data = data
+        self.kernel = MtpKernel(data)
+        self.mode = mode
+        self.slots = np.asarray(slots, dtype=int).reshape(-1, 2)
+        self.n_params = self.kernel.n_params
+        self.n_candidates = n_candidates
+        self.shortfall = 0
+        """Rows missing to span the parameters the training frames excite."""
+        if submatrix.shape != (self.n_params, self.n_params):
+            raise GradeError(
+                f"active set matrix is {submatrix.shape}, the potential has "
+                f"{self.n_params} parameters"
+            )
+        try:
+            self.inverse = np.linalg.inv(submatrix)
+        except np.linalg.LinAlgError:
+            raise GradeError("the active set matrix is singular") from None
+        self._blocks = [
+            (self.inverse[self.kernel.species_columns(t)],
+             self.inverse[self.kernel.species_column(t)])
+            for t in range(self.kernel.spc)
+        ]
+
+    @property
+    def indices(self) -> list[tuple[int, int]]:
+        """(frame, atom) of each training row in the active set, in slot order."""
+        return [(int(f), int(a)) for f, a in self.slots[self.slots[:, 0] >= 0]]
+
+    @property
+    def uncovered(self) -> list[str]:
+        """Parameters no training row covers (their slot kept ``1e-6 e_j``)."""
+        names = parameter_names(self.data)
+        return [names[j] for j in np.flatnonzero(self.slots[:, 0] < 0)]
+
+    def uncovered_species(self) -> dict[str, int]:
+        """Uncovered parameters per species pair or species, e.g. {'radial Se-Cl': 24}."""
+        counts: dict[str, int] = {}
+        for name in self.uncovered:
+            key = name.split(" [")[0] if name.startswith("radial") else name.rsplit(" ", 1)[0]
+            counts[key] = counts.get(key, 0) + 1
+        return counts
 
     @classmethod
     def from_training(
-        cls, potential: str | MTPData, frames: list[Atoms], *, seed: int = 0
+        cls,
+        potential: str | MTPData,
+        frames: Sequence[Atoms],
+        *,
+        mode: GradeMode = "neighborhood",
+        require_span: bool = True,
     ) -> ActiveSet:
-        """Select the MaxVol neighbourhoods among all atoms of ``frames``.
+        """Select the active set among the rows of ``frames`` (MLIP's ``calc-grade``).
 
-        Columns the training neighbourhoods cannot distinguish (numerical
-        rank deficiency, e.g. a single species or few frames) are dropped so
-        that ``A`` stays invertible; columns are scaled, which leaves the
-        grade unchanged.
+        Raises GradeError when a frame holds a species the potential does not
+        describe, when a row is not finite, or (``require_span``) when there
+        are fewer rows than the parameters the frames excite, saying how many
+        are needed. Without ``require_span`` such a set is built as MLIP
+        builds it (the parameters left over keep their ``1e-6 e_j`` rows, so
+        MD leaves the training frames with a grade far above any threshold)
+        and ``shortfall`` says by how many rows.
         """
+        if mode not in GRADE_MODES:
+            raise GradeError(f"grade mode must be one of {GRADE_MODES}, got {mode!r}")
         data = _as_data(potential)
-        engine = VesinMTPEngine(data, mode="run")
-        rows = []
-        for atoms in frames:
+        if not frames:
+            raise GradeError("no training frames: an active set needs training rows")
+        matrix, owners = training_rows(data, frames, mode=mode)
+        excited = np.flatnonzero(np.any(matrix != 0.0, axis=0))
+        shortfall = max(0, excited.size - matrix.shape[0])
+        if shortfall and require_span:
+            unit = "neighbourhoods" if mode == "neighborhood" else "configurations"
+            per_frame = len(frames[0]) if mode == "neighborhood" else 1
+            raise GradeError(
+                f"{matrix.shape[0]} training {unit} ({len(frames)} frames) cannot span "
+                f"the {excited.size} parameters they excite: at least {excited.size} "
+                f"{unit} are needed (about {int(np.ceil(excited.size / per_frame))} "
+                "frames of this size)"
+            )
+        # MLIP's procedure swaps rows up to the parameter count: pad with zero
+        # rows, which are never picked
+        padding = max(0, matrix.shape[1] - matrix.shape[0])
+        picked, _ = mlip_maxvol(np.vstack([matrix, np.zeros((padding, matrix.shape[1]))]))
+        submatrix = UNCOVERED_ROW * np.eye(matrix.shape[1])
+        submatrix[picked >= 0] = matrix[picked[picked >= 0]]
+        slots = np.array([owners[r] if r >= 0 else (-1, -1) for r in picked])
+        active = cls(data, submatrix, slots, mode=mode, n_candidates=matrix.shape[0])
+        active.shortfall = shortfall
+        return active
+
+    @classmethod
+    def from_slots(
+        cls,
+        potential: str | MTPData,
+        frames: Sequence[Atoms],
+        slots: Sequence[Sequence[int]],
+        *,
+        mode: GradeMode = "neighborhood",
+    ) -> ActiveSet:
+        """Rebuild a stored active set from its slots and the frames they point to."""
+        data = _as_data(potential)
+        kernel = MtpKernel(data)
+        slots = np.asarray(slots, dtype=int).reshape(-1, 2)
+        if len(slots) != kernel.n_params:
+            raise GradeError(
+                f"{len(slots)} active-set slots for a potential of {kernel.n_params} "
+                "parameters: the active set belongs to another potential"
+            )
+        submatrix = UNCOVERED_ROW * np.eye(kernel.n_params)
+        engine = KernelMTPEngine(data)
+        engine.want_rows = True
+        for frame_index in np.unique(slots[:, 0]):
+            if frame_index < 0:
+                continue
+            if frame_index >= len(frames):
+                raise GradeError(
+                    f"active-set slot points to frame {frame_index}, the training set "
+                    f"has {len(frames)}"
+                )
+            rows = _frame_rows(engine, frames[frame_index], mode)
+            for slot in np.flatnonzero(slots[:, 0] == frame_index):
+                atom = slots[slot, 1]
+                submatrix[slot] = rows[0 if mode == "configuration" else atom]
+        return cls(data, submatrix, slots, mode=mode)
+
+    def grades_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Grade of each full row ``(n, n_params)``."""
+        rows = np.atleast_2d(rows)
+        if rows.shape[1] != self.n_params:
+            raise GradeError(
+                f"rows have {rows.shape[1]} parameters, the active set expects {self.n_params}"
+            )
+        return np.abs(rows @ self.inverse).max(axis=1)
+
+    def gamma_per_atom(self, local_rows: np.ndarray, itypes: np.ndarray) -> np.ndarray:
+        """Neighbourhood grade of each atom from the kernel's local rows."""
+        if local_rows.shape[1] != self.kernel.n_local:
+            raise GradeError(
+                f"local rows have {local_rows.shape[1]} columns, the active set "
+                f"expects {self.kernel.n_local}"
+            )
+        grades = np.empty(local_rows.shape[0])
+        for t in np.unique(itypes):
+            block, bias = self._blocks[int(t)]
+            mask = itypes == t
+            grades[mask] = np.abs(local_rows[mask] @ block + bias).max(axis=1)
+        return grades
+
+    def frame_gamma(self, local_rows: np.ndarray, itypes: np.ndarray) -> tuple[float, np.ndarray]:
+        """(grade of the configuration, per-atom grades or empty) in this set's mode."""
+        if self.mode == "configuration":
+            full = self.kernel.full_rows(local_rows, itypes).sum(axis=0)
+            return float(self.grades_of_rows(full)[0]), np.empty(0)
+        per_atom = self.gamma_per_atom(local_rows, itypes)
+        return float(per_atom.max()) if per_atom.size else 0.0, per_atom
+
+    def grade_frames(self, frames: Sequence[Atoms]) -> list[float]:
+        """``MV_grade`` of each frame, as ``mlp calc-grade`` writes it."""
+        engine = KernelMTPEngine(self.data)
+        engine.want_rows = True
+        grades = []
+        for i, atoms in enumerate(frames):
+            _check_frame(self.data, atoms, i)
             engine.calculate(atoms)
-            rows.append(basis_values(engine, atoms).T.copy())
-        matrix = np.vstack(rows)
-        n_params = matrix.shape[1]
-        scale = np.linalg.norm(matrix, axis=0)
-        scale[scale == 0] = 1.0
-        scaled = matrix / scale
-        columns = _independent_columns(scaled)
-        reduced = scaled[:, columns]
-        if reduced.shape[0] < reduced.shape[1]:
-            msg = (
-                f"{reduced.shape[0]} training neighbourhoods cannot span "
-                f"{reduced.shape[1]} parameters"
-            )
-            raise ValueError(msg)
-        result = MaxVol(rng=np.random.default_rng(seed), threshold=1e-9).run(reduced)
-        inverse = np.linalg.inv(reduced[result.indices]) / scale[columns][:, None]
-        return cls(inverse=inverse, columns=columns, n_params=n_params, indices=result.indices)
+            grade, _ = self.frame_gamma(engine.local_rows, engine.itypes)
+            if not np.isfinite(grade):
+                raise GradeError(f"frame {i}: the grade is not finite ({grade})")
+            grades.append(grade)
+        return grades
 
-    def gamma_per_atom(self, basis_values: np.ndarray) -> np.ndarray:
-        """Grade of each neighbourhood from ``(n_params, natoms)`` basis values."""
-        if basis_values.shape[0] != self.n_params:
-            msg = (
-                f"basis_values has {basis_values.shape[0]} rows, "
-                f"the active set expects {self.n_params}"
-            )
-            raise ValueError(msg)
-        return np.abs(basis_values[self.columns].T @ self.inverse).max(axis=1)
-
-    def gamma(self, atoms_with_motep_calc: Atoms) -> float:
-        """Largest neighbourhood grade of ``atoms`` under its motep calculator."""
-        atoms = atoms_with_motep_calc
-        atoms.get_potential_energy()
-        calc = atoms.calc
-        engine = calc.engine if isinstance(calc, GammaCalculator | MTP) else None
-        if engine is None:
-            msg = f"atoms carry {type(calc).__name__}, not a motep or GammaCalculator"
-            raise TypeError(msg)
-        return float(self.gamma_per_atom(basis_values(engine, atoms)).max())
+    def gamma(self, atoms_with_calc: Atoms) -> float:
+        """Grade of ``atoms`` (any calculator: the potential is this set's)."""
+        return self.grade_frames([atoms_with_calc])[0]
 
 
-def _independent_columns(matrix: np.ndarray) -> np.ndarray:
-    from scipy.linalg import qr
+def _check_frame(data: MTPData, atoms: Atoms, index: int) -> None:
+    if not np.all(np.isfinite(atoms.positions)):
+        raise GradeError(f"frame {index} has positions that are not finite")
+    known = {int(z) for z in data.species}
+    extra = sorted({int(z) for z in atoms.numbers} - known)
+    if extra:
+        raise GradeError(
+            f"frame {index} holds {', '.join(_symbol(z) for z in extra)}, which the "
+            f"potential does not describe (its species: "
+            f"{', '.join(_symbol(int(z)) for z in data.species)})"
+        )
 
-    _, r, pivots = qr(matrix, mode="economic", pivoting=True)
-    diag = np.abs(np.diag(r))
-    rank = int(np.sum(diag > RANK_TOLERANCE * np.sqrt(matrix.shape[0]) * diag[0]))
-    return np.sort(pivots[:rank])
+
+def _frame_rows(engine: KernelMTPEngine, atoms: Atoms, mode: GradeMode) -> np.ndarray:
+    engine.calculate(atoms)
+    full = engine.kernel.full_rows(engine.local_rows, engine.itypes)
+    return full.sum(axis=0, keepdims=True) if mode == "configuration" else full
+
+
+def training_rows(
+    potential: str | MTPData, frames: Sequence[Atoms], *, mode: GradeMode = "neighborhood"
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """All rows of ``frames`` and the (frame, atom) each belongs to."""
+    data = _as_data(potential)
+    engine = KernelMTPEngine(data)
+    engine.want_rows = True
+    blocks, owners = [], []
+    for i, atoms in enumerate(frames):
+        _check_frame(data, atoms, i)
+        rows = _frame_rows(engine, atoms, mode)
+        if not np.all(np.isfinite(rows)):
+            raise GradeError(f"frame {i}: the parameter derivatives are not finite")
+        blocks.append(rows)
+        owners += [(i, -1)] if mode == "configuration" else [(i, a) for a in range(len(rows))]
+    return np.vstack(blocks), owners
 
 
 class GammaCalculator(Calculator):
-    """motep MTP (compiled engine, run mode) that also tracks the MaxVol grade.
-
-    The engine is motep's with vesin's neighbour search (``VesinMTPEngine``).
+    """The MTP (haml_flows' kernel, vesin's neighbour list) tracking the MaxVol grade.
 
     ``last_gamma`` is refreshed every ``every``-th calculation (``nan`` before
-    the first one or without an active set); ``gamma_evaluations`` counts them
-    and ``gamma_seconds`` is the wall time they took.
+    the first one or without an active set), ``last_gamma_per_atom`` holds
+    the neighbourhood grades of that step; ``gamma_evaluations`` counts them
+    and ``gamma_seconds`` is the wall time of the grade products. On steps
+    without a grade the force call does not compute the rows.
     """
 
     implemented_properties = ("energy", "free_energy", "energies", "forces", "stress")
@@ -184,7 +363,7 @@ class GammaCalculator(Calculator):
         if every < 1:
             msg = f"every must be >= 1, got {every}"
             raise ValueError(msg)
-        self.engine = VesinMTPEngine(_as_data(potential), mode="run")
+        self.engine = KernelMTPEngine(_as_data(potential))
         self.active_set = active_set
         self.every = every
         self.calls = 0
@@ -220,17 +399,21 @@ class GammaCalculator(Calculator):
         system_changes=all_changes,
     ) -> None:
         super().calculate(atoms, properties, system_changes)
+        grading = self.active_set is not None and self.calls % self.every == 0
+        self.engine.want_rows = grading
         results = self.engine.calculate(self.atoms)
         self.results = {key: np.copy(value) for key, value in results.items()}
         self.results["energy"] = float(results["energy"])
         self.results["free_energy"] = self.results["energy"]
         if self.atoms.cell.rank != 3:
             self.results.pop("stress", None)
-        if self.active_set is not None and self.calls % self.every == 0:
+        if grading:
             start = time.perf_counter()
-            per_atom = self.active_set.gamma_per_atom(basis_values(self.engine, self.atoms))
+            gamma, per_atom = self.active_set.frame_gamma(
+                self.engine.local_rows, self.engine.itypes
+            )
+            self.last_gamma = gamma
             self.last_gamma_per_atom = per_atom
-            self.last_gamma = float(per_atom.max())
             self.gamma_evaluations += 1
             self.gamma_seconds += time.perf_counter() - start
         self.calls += 1

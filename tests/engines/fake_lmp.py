@@ -225,9 +225,9 @@ def run(script: dict, settings: dict, say, log, start: float) -> int:
     if not state.is_file() or not state.read_text().startswith("MVS"):
         error(f"Cannot load selection state from {state}")
     training = cfg_to_frames(Path("train.cfg").read_text(), species=species)
-    active_set = ActiveSet.from_training(data, training)
-    stored = [int(i) for i in state.read_text().split("\n", 1)[1].split()]
-    if stored != [int(i) for i in active_set.indices]:
+    active_set = ActiveSet.from_training(data, training, require_span=False)  # as MLIP
+    stored = state.read_text().split("\n", 1)[1].split()
+    if stored != [f"{f}:{a}" for f, a in active_set.indices]:
         error(f"{state} does not match the active set of train.cfg")
     calc = mtp_calculator(data, active_set, every=1)
     atoms.calc = calc

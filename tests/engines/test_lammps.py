@@ -94,6 +94,21 @@ def test_gamma_break_is_a_normal_end(in_tmp, trained, monkeypatch):
     assert out.cost.wall_seconds > 0 and out.cost.cpu_seconds > 0
 
 
+def test_a_break_in_the_first_force_call_hands_back_the_start(in_tmp, trained):
+    aimd, doc = trained
+    # below the start frame's own grade, so MLIP breaks before the first dump
+    # (below what a spec accepts, gamma_break > 1: set past its validation)
+    maker = _maker(max_steps=40)
+    maker.mlpmd = maker.mlpmd.model_copy(update={"gamma_break": 0.5})
+    out = _run(maker, aimd, doc)
+    assert (in_tmp / "dump.lammpstrj").read_text() == ""
+    assert out.stop_reason == "gamma_break" and out.n_steps == 0
+    assert out.simulated_fs == 0.0 and out.gamma_at_stop > 0.5
+    assert np.allclose(out.structure.cart_coords, aimd.structure.cart_coords)
+    assert out.temperature_end == pytest.approx(aimd.temperature_end, rel=1e-6)
+    assert np.isfinite(out.trajectory.frame_properties[0]["energy"])
+
+
 def test_step_limit_when_gamma_stays_below_break(in_tmp, trained):
     aimd, doc = trained
     out = _run(_maker(max_steps=20, gamma_break=1e9, save_interval=5), aimd, doc)

@@ -155,7 +155,7 @@ def _grades(pot_file: str, train_file: str, cfg_file: str):
         raise Usage(f"{pot_file} is not trained")
     training = read_cfg(train_file, data)
     frames = read_cfg(cfg_file, data)
-    active_set = ActiveSet.from_training(data, training)
+    active_set = ActiveSet.from_training(data, training, require_span=False)  # as MLIP
     grades = []
     for atoms in frames:
         probe = atoms.copy()
@@ -174,7 +174,7 @@ def calc_grade(argv: list[str]) -> None:
     write(out_file, frames_to_cfg(frames, species=list(data.species)))
     if "als-filename" in opts:
         Path(opts["als-filename"]).write_text(
-            "MVS_v1.1 (fake)\n" + " ".join(str(int(i)) for i in active_set.indices) + "\n"
+            "MVS_v1.1 (fake)\n" + " ".join(f"{f}:{a}" for f, a in active_set.indices) + "\n"
         )
     print(f"fake mlp: graded {len(frames)} configurations")
 

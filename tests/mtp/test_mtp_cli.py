@@ -37,7 +37,7 @@ def test_template_bad_level_writes_nothing(tmp_path):
 
 
 def test_grade_writes_mv_grade(tmp_path):
-    frames = labelled_frames(8)
+    frames = labelled_frames(12)
     trained = train_mtp(frames, level=6, radial_iterations=3)
     (tmp_path / "pot.mtp").write_text(trained.potential)
     (tmp_path / "train.cfg").write_text(frames_to_cfg(frames))
@@ -57,3 +57,21 @@ def test_grade_writes_mv_grade(tmp_path):
     assert graded[0].info["MV_grade"] <= 1 + 1e-6  # a training configuration
     assert graded[1].info["MV_grade"] > 2  # compressed by 20 %
     assert graded[0].get_potential_energy() == frames[0].get_potential_energy()
+
+
+def test_grade_says_how_many_training_neighbourhoods_are_needed(tmp_path):
+    frames = labelled_frames(12)
+    trained = train_mtp(frames, level=6, radial_iterations=3)
+    (tmp_path / "pot.mtp").write_text(trained.potential)
+    (tmp_path / "train.cfg").write_text(frames_to_cfg(frames[:2]))
+    (tmp_path / "in.cfg").write_text(frames_to_cfg(frames[2:4]))
+    names = ("pot.mtp", "train.cfg", "in.cfg", "out.cfg")
+    result = runner.invoke(app, ["mtp", "grade", *(str(tmp_path / n) for n in names)])
+    assert result.exit_code == 2
+    assert "16 training neighbourhoods (2 frames) cannot span" in result.output
+    assert "neighbourhoods are needed" in result.output
+    assert not (tmp_path / "out.cfg").exists()
+    bad_mode = runner.invoke(
+        app, ["mtp", "grade", *(str(tmp_path / n) for n in names), "--mode", "atoms"]
+    )
+    assert bad_mode.exit_code == 2 and "--mode" in bad_mode.output
