@@ -196,8 +196,7 @@ def aimd_task(key: str, spec_path: str, ps: float, workdir: str) -> dict:
     progress = _setup_child(key)
     from haml_flows.analysis.timeline import trajectory_frames
     from haml_flows.engines.frames import measure_cost
-    from haml_flows.engines.reference import aimd_maker_for, nose_hoover_kwargs
-    from haml_flows.flows.haml import HamlMaker
+    from haml_flows.flows.haml import HamlMaker, aimd_maker
     from haml_flows.runner import prepare_run
 
     out = {"error": None, "structure": None}
@@ -216,14 +215,7 @@ def aimd_task(key: str, spec_path: str, ps: float, workdir: str) -> dict:
             out["structure"] = structure
             ref = spec.reference
             steps = int(round(ps * 1000.0 / ref.time_step))
-            maker = aimd_maker_for(
-                ref.engine,
-                n_steps=steps,
-                time_step=ref.time_step,
-                temperature=ref.temperature,
-                ase_md_kwargs=nose_hoover_kwargs(ref.thermostat_time),
-                mb_velocity_seed=ref.seed,
-            )
+            maker = aimd_maker(ref.model_copy(update={"steps": steps}))
             progress.info("pure AIMD: start, %d steps of %g fs (%g ps)", steps,
                           ref.time_step, steps * ref.time_step / 1000.0)
             with measure_cost() as meter:

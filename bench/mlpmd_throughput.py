@@ -37,14 +37,13 @@ def loop_throughput(potential: str, frames, steps: int, gamma_every: int) -> dic
     from haml_flows.engines.frames import structure_with_velocities
     from haml_flows.engines.mlpmd import MlpMdMaker
     from haml_flows.mtp.frames import frames_to_cfg
+    from haml_flows.spec import MlpMdSpec
 
     start_frame = frames[-1].copy()
     MaxwellBoltzmannDistribution(
         start_frame, temperature_K=300, rng=np.random.default_rng(0)
     )
-    maker = MlpMdMaker(
-        max_steps=steps, gamma_break=float("inf"), gamma_every=gamma_every
-    )
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=steps, gamma_break=float("inf"), gamma_every=gamma_every))
     structure = structure_with_velocities(start_frame)
     training_set = frames_to_cfg(frames)
     doc = maker._run(structure, potential, training_set)
@@ -97,7 +96,7 @@ def main() -> int:
     ).potential
     # per segment, before its first step, the collapse guard finds the
     # shortest distance of each species pair over the training frames
-    from haml_flows.faults.collapse import pair_minimum_distances
+    from haml_flows.distances import pair_minimum_distances
 
     start = time.process_time()
     pair_minimum_distances(frames)

@@ -51,8 +51,9 @@ def aimd_frames(n_frames: int, *, relaxed: bool = True):
     Returns the frames and the seconds it took to make them (None if cached).
     """
     from haml_flows.engines.frames import trajectory_frames
-    from haml_flows.engines.reference import AimdSegmentMaker, GeometryOptimizationMaker
+    from haml_flows.engines.reference import AimdSegmentMaker, GeometryOptimization
     from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
+    from haml_flows.spec import OptimizationSpec
     from haml_flows.systems import li_lpsc_mini
 
     name = "relaxed_" if relaxed else ""
@@ -62,7 +63,9 @@ def aimd_frames(n_frames: int, *, relaxed: bool = True):
     start = time.perf_counter()
     structure = li_lpsc_mini()
     if relaxed:
-        optimizer = GeometryOptimizationMaker(fmax=RELAX_FMAX, steps=RELAX_STEPS)
+        optimizer = GeometryOptimization(
+            settings=OptimizationSpec(fmax=RELAX_FMAX, steps=RELAX_STEPS)
+        )
         structure, _ = optimizer.optimize(structure)
     result = AimdSegmentMaker(n_steps=n_frames - 1).run_ase(structure)
     seconds = time.perf_counter() - start

@@ -74,6 +74,7 @@ def store_finished_runs(settings, plan, n_cycles: int) -> int:
     from haml_flows.database.stores import make_job_store
     from haml_flows.schemas import RunDoc, RunSummaryDoc, StageCost
     from haml_flows.screening.submit import run_id_for
+    from haml_flows.systems import build_system
 
     store = make_job_store(settings)
     store.connect()
@@ -83,7 +84,7 @@ def store_finished_runs(settings, plan, n_cycles: int) -> int:
     for candidate in plan.candidates:
         key = candidate.spec.system.model_dump_json()
         if key not in structures:
-            structures[key] = candidate.spec.system.build()
+            structures[key] = build_system(candidate.spec.system)
         start = structures[key]
         run_id = run_id_for(candidate)
         moved = start.cart_coords + rng.normal(0, rng.uniform(0.02, 0.4), (len(start), 3))
@@ -111,10 +112,10 @@ def store_finished_runs(settings, plan, n_cycles: int) -> int:
 def rank_once(settings) -> tuple[float, float, int]:
     """Wall and CPU seconds of candidate_rows + rank_rows; number of rows."""
     from haml_flows.database.stores import connect
-    from haml_flows.screening.launchpad import screen_launchpad
+    from haml_flows.database.stores import make_launchpad
     from haml_flows.screening.ranking import candidate_rows, rank_rows
 
-    db, launchpad = connect(settings), screen_launchpad(settings)
+    db, launchpad = connect(settings), make_launchpad(settings)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     rows = rank_rows(candidate_rows(db, launchpad, "bench_screen", settings.DOCS_COLLECTION),
                      "similarity")
@@ -131,10 +132,10 @@ def main() -> int:
     args = parser.parse_args()
 
     with private_server("screen_results") as (settings, tmp):
-        from haml_flows.builders.screen import expand_candidates
-        from haml_flows.screening.launchpad import screen_launchpad
+        from haml_flows.screening.plan import expand_candidates
+        from haml_flows.database.stores import make_launchpad
 
-        screen_launchpad(settings).reset("", require_password=False)
+        make_launchpad(settings).reset("", require_password=False)
         path = write_screen(tmp, args.seeds)
         submit(settings, path)
         t0 = time.perf_counter()

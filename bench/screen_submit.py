@@ -70,10 +70,10 @@ def write_screen(directory: Path, seeds: int) -> Path:
 def submit(settings, path: Path) -> dict:
     """Submit the screen; wall, process CPU and server CPU seconds, and the report."""
     from haml_flows.database.stores import connect, make_job_store
-    from haml_flows.screening.launchpad import screen_launchpad
+    from haml_flows.database.stores import make_launchpad
     from haml_flows.screening.submit import submit_screen
 
-    store, launchpad, db = make_job_store(settings), screen_launchpad(settings), connect(settings)
+    store, launchpad, db = make_job_store(settings), make_launchpad(settings), connect(settings)
     server0, cpu0, wall0 = server_cpu_seconds(settings), time.process_time(), time.perf_counter()
     report = submit_screen(path, store, launchpad, db, settings.DOCS_COLLECTION)
     return {
@@ -93,9 +93,9 @@ def main() -> int:
     args = parser.parse_args()
 
     with private_server("screen_submit") as (settings, tmp):
-        from haml_flows.screening.launchpad import screen_launchpad
+        from haml_flows.database.stores import make_launchpad
 
-        screen_launchpad(settings).reset("", require_password=False)
+        make_launchpad(settings).reset("", require_password=False)
         path = write_screen(tmp, args.seeds)
         first = submit(settings, path)
         second = submit(settings, path)

@@ -1,19 +1,21 @@
-"""Running a spec: validate, build the flow, run it locally or on FireWorks."""
+"""Running a spec: build the flow, run it locally or on FireWorks, resume it."""
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from jobflow import Flow, JobStore, run_locally
 from pymatgen.core import Structure
 
+from haml_flows.database.launchpad import ensure_initialized
 from haml_flows.database.stores import store_outage
-from haml_flows.flows.haml import HamlMaker
+from haml_flows.flows.haml import HamlCycleMaker, HamlMaker
 from haml_flows.queries import cycle_docs, run_doc, run_summary
-from haml_flows.spec import RunSpec, SpecError, load_spec, parse_spec
+from haml_flows.schemas import CycleState
+from haml_flows.spec import RunSpec, load_spec, parse_spec
+from haml_flows.systems import build_system
 
 
 @dataclass
@@ -26,40 +28,33 @@ class PreparedRun:
     run_id: str
 
 
-def prepare_run(spec_path: str | Path, run_id: str | None = None) -> PreparedRun:
-    """Validate the spec and build structure and flow; nothing runs yet."""
-    spec_path = Path(spec_path)
-    spec = load_spec(spec_path)
-    structure = spec.system.build(base_dir=spec_path.parent)
+def build_run(
+    spec: RunSpec, structure: Structure, run_id: str | None = None, **manager_config
+) -> PreparedRun:
+    """Check the structure against the spec and build the run's flow; nothing runs yet.
+
+    Every Firework of the flow carries ``spec.haml_run_id`` and the
+    ``manager_config`` given (a screen adds ``haml_screen``, ``_category``).
+    """
     spec.check_against(structure)
-    _check_no_overlaps(structure)
     maker = HamlMaker.from_spec(spec, run_id=run_id)
     flow = maker.make(structure)
-    flow.update_config({"manager_config": {"haml_run_id": maker.run_id}})
+    flow.update_config({"manager_config": {"haml_run_id": maker.run_id, **manager_config}})
     return PreparedRun(spec=spec, structure=structure, flow=flow, run_id=maker.run_id)
 
 
-def _check_no_overlaps(structure: Structure, minimum: float = 0.5) -> None:
-    distances = structure.distance_matrix
-    for i in range(len(structure)):
-        for j in range(i + 1, len(structure)):
-            if distances[i, j] < minimum:
-                raise SpecError(
-                    f"system: atoms {i} ({structure[i].specie}) and {j} "
-                    f"({structure[j].specie}) are {distances[i, j]:.2f} A apart "
-                    f"(minimum {minimum} A)"
-                )
+def prepare_run(spec_path: str | Path, run_id: str | None = None) -> PreparedRun:
+    """Validate a spec file, build its structure and its run (:func:`build_run`)."""
+    spec_path = Path(spec_path)
+    spec = load_spec(spec_path)
+    return build_run(spec, build_system(spec.system, base_dir=spec_path.parent), run_id)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _working_directory(path: Path):
     path.mkdir(parents=True, exist_ok=True)
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
+    with contextlib.chdir(path):
         yield path
-    finally:
-        os.chdir(previous)
 
 
 def run_prepared_locally(run: PreparedRun, store: JobStore, workdir: Path) -> None:
@@ -94,13 +89,7 @@ def submit_to_fireworks(run: PreparedRun, store: JobStore, launchpad) -> None:
     """
     from jobflow.managers.fireworks import flow_to_workflow
 
-    if launchpad.fw_id_assigner.count_documents({}) == 0:
-        if launchpad.fireworks.count_documents({}) or launchpad.workflows.count_documents({}):
-            raise RuntimeError(
-                "the LaunchPad holds Fireworks but no id counter; repair it with "
-                "`lpad admin tuneup` or `lpad reset` before submitting"
-            )
-        launchpad.reset("", require_password=False)  # a new, empty LaunchPad
+    ensure_initialized(launchpad)
     launchpad.add_wf(flow_to_workflow(run.flow, store=store))
 
 
@@ -174,11 +163,19 @@ def recover_fireworks(
 
 
 def launch_run_fireworks(run_id: str, launchpad, workdir: Path) -> None:
-    """Run this run's READY Fireworks here until none is left (``rapidfire``)."""
+    """Run this run's READY Fireworks here until none is left (``rapidfire``).
+
+    The local worker has the ``env`` of FireWorks' default ``my_fworker.yaml``
+    (engine commands), as ``rlaunch`` without ``-w`` would.
+    """
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import rapidfire
 
-    worker = FWorker(name="haml-local", query=_fireworks_query(run_id))
+    from haml_flows.engines.commands import fworker_file_env
+
+    worker = FWorker(
+        name="haml-local", query=_fireworks_query(run_id), env=fworker_file_env()
+    )
     with _working_directory(workdir):
         rapidfire(launchpad, fworker=worker, nlaunches=0, sleep_time=0, max_loops=1)
 
@@ -188,8 +185,9 @@ def resume_locally(run_id: str, store: JobStore, workdir: Path) -> ResumeReport:
 
     The next cycle starts from the last MLP-MD frame (with velocities), the last
     potential and the training set of the last completed cycle, exactly as the
-    interrupted loop would have. Stage jobs of that cycle have the same uuids as
-    before, so outputs of a half-finished cycle are replaced, not duplicated.
+    interrupted loop would have (:meth:`CycleState.from_cycle_doc`). Stage jobs
+    of that cycle have the same uuids as before, so outputs of a half-finished
+    cycle are replaced, not duplicated.
     """
     start = run_doc(store, run_id)
     if start is None:
@@ -199,36 +197,20 @@ def resume_locally(run_id: str, store: JobStore, workdir: Path) -> ResumeReport:
         )
     if run_summary(store, run_id) is not None:
         raise ResumeError(f"run {run_id!r} has finished; nothing to resume")
-    maker = HamlMaker.from_spec(parse_spec(start.spec), run_id=run_id)
-    cycle_maker = maker.cycle_maker
-    cycle_maker.run_id = run_id
+    cycle_maker = HamlCycleMaker.from_spec(parse_spec(start.spec))
     done = cycle_docs(store, run_id)
     if done:
         last = done[-1]
-        mlpmd = _output(store, last.mlpmd_job)
         training = _output(store, last.training_job)
-        structure = _structure(mlpmd["structure"])
-        next_job = cycle_maker.make(
-            structure,
-            last.cycle + 1,
-            last.cumulative_fs,
-            training["training_set"],
-            training["potential"],
-            training.get("fallback") if not last.continued else None,
-            last.stop_reason,
-            {
-                "training_set_size": last.training_set_size,
-                "energy_rmse": last.energy_rmse,
-                "force_rmse": last.force_rmse,
-                "job": last.training_job,
-            },
+        state = CycleState.from_cycle_doc(
+            last,
+            structure=_structure(_output(store, last.mlpmd_job)["structure"]),
+            training_set=training["training_set"],
+            potential=training["potential"],
         )
-        next_cycle = last.cycle + 1
     else:
-        next_job = cycle_maker.make(start.structure)
-        next_cycle = 1
-    next_job.name = f"{cycle_maker.name} {next_cycle}"
-    next_job.metadata.update(run_id=run_id, cycle=next_cycle, stage="cycle")
+        state = CycleState(run_id=run_id, structure=start.structure)
+    next_job = cycle_maker.cycle_job(state)
     flow = Flow([next_job], output=next_job.output, name=f"haml {run_id}")
     flow.update_config({"manager_config": {"haml_run_id": run_id}})
     _run_flow_locally(flow, store, workdir)
@@ -238,7 +220,7 @@ def resume_locally(run_id: str, store: JobStore, workdir: Path) -> ResumeReport:
         cycles_done=len(done),
         lost_fireworks=[],
         rerun_fireworks=[],
-        next_cycle=next_cycle,
+        next_cycle=state.cycle,
     )
 
 

@@ -2,7 +2,8 @@
 
 Segment documents keep trajectories, training sets and potentials in fields
 that the job decorators route to the GridFS ``data`` store; cycle and run
-documents are small and queryable without loading any of them.
+documents are small and queryable without loading any of them. A
+``CycleState`` is what one cycle job hands the next.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Literal
 
+from jobflow import OutputReference
 from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
@@ -215,6 +217,52 @@ class CycleDoc(BaseModel):
     def cumulative_ps(self) -> float:
         """Simulated time of the run so far, ps."""
         return self.cumulative_fs / 1000.0
+
+
+class CycleState(BaseModel):
+    """What a cycle job starts from; it hands the next cycle job a new one.
+
+    Built by the run's first job for cycle 1, by each cycle job for the next
+    one, and by ``haml resume`` from the last stored CycleDoc. Until the job
+    runs, a field may hold an OutputReference to the previous cycle's jobs;
+    jobflow resolves it when the job starts.
+    """
+
+    run_id: str = Field(description="Run the cycle belongs to.")
+    cycle: int = Field(1, description="Index of the cycle this state starts, from 1.")
+    structure: Structure | OutputReference = Field(
+        description="Start frame; site property 'velocities' (ASE units) after cycle 1."
+    )
+    training_set: str | None | OutputReference = Field(
+        None, description="Reference frames so far, MLIP .cfg text; None before cycle 1."
+    )
+    potential: str | None | OutputReference = Field(
+        None, description="Latest potential, MLIP .mtp text; None before cycle 1."
+    )
+    previous: CycleDoc | None | OutputReference = Field(
+        None,
+        description="The previous cycle's document: simulated time, stop reason, "
+        "training fallback and the training job whose potential is the latest.",
+    )
+
+    @property
+    def simulated_fs(self) -> float:
+        """Simulated time of the run before this cycle, fs."""
+        return self.previous.cumulative_fs if self.previous is not None else 0.0
+
+    @classmethod
+    def from_cycle_doc(
+        cls, doc: CycleDoc, structure: Structure, training_set: str, potential: str
+    ) -> CycleState:
+        """The state after the stored cycle ``doc``: its last frame, training set, potential."""
+        return cls(
+            run_id=doc.run_id,
+            cycle=doc.cycle + 1,
+            structure=structure,
+            training_set=training_set,
+            potential=potential,
+            previous=doc,
+        )
 
 
 class RunDoc(BaseModel):

@@ -166,6 +166,6 @@ class HamlSettings(BaseSettings):
         return self.MONGODB_URI is None
 
 
-def get_settings() -> HamlSettings:
-    """Read settings fresh from file and environment."""
-    return HamlSettings()
+def get_settings(settings: HamlSettings | None = None) -> HamlSettings:
+    """``settings``, or this process's read fresh from file and environment."""
+    return settings if settings is not None else HamlSettings()

@@ -10,14 +10,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymatgen.core import Element, Structure
 
-from haml_flows.engines.frames import START_TEMPERATURE_FACTOR
-from haml_flows.faults.collapse import DISTANCE_MARGIN, MAX_FORCE, TEMPERATURE_FACTOR
-from haml_flows.systems import BUILDERS
+from haml_flows.distances import closest_pair
+
+BUILDER_NAMES = ("li_lpsc_mini", "li6ps5cl", "li_lpsc", "li_lifsi_dme")
+"""Structure builders a spec may name (``haml_flows.systems.BUILDERS``)."""
+
+NOSE_HOOVER_TIME_FS = 25.0
+"""Characteristic time of the Nose-Hoover thermostat of every MD segment."""
+
+START_TEMPERATURE_FACTOR = 1.5
+"""An MLP-MD start frame above this multiple of the target is cooled to it:
+AIMD from a strained MLP-MD end frame turns the potential's energy error into
+heat (40 meV/atom is about 300 K); left alone, it compounds over cycles."""
+
+MAX_FORCE = 50.0
+"""Largest force component (eV/Angstrom) an MD step may show; MD at a few
+hundred K on a trusted potential stays one to two orders of magnitude below."""
+
+DISTANCE_MARGIN = 0.6
+"""A pair is too close below this fraction of its shortest training distance
+(0.6 leaves room for new bonds, e.g. S-S at 2.05 A where the training set's
+shortest S-S is 3.3 A, and flags atoms pressed into each other)."""
+
+TEMPERATURE_FACTOR = 3.0
+"""The temperature has run away above this multiple of the thermostat target."""
 
 
 class SpecError(ValueError):
@@ -25,13 +45,28 @@ class SpecError(ValueError):
 
 
 class _Section(BaseModel):
+    """A spec section; makers carry theirs, so it serializes the way jobflow needs."""
+
     model_config = ConfigDict(extra="forbid")
+
+    def as_dict(self) -> dict:
+        """monty's form (jobflow serializes makers and their fields with monty)."""
+        cls = type(self)
+        return {
+            "@module": cls.__module__, "@class": cls.__name__,
+            **self.model_dump(mode="json"),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """The section of :meth:`as_dict`'s form."""
+        return cls.model_validate({k: v for k, v in data.items() if not k.startswith("@")})
 
 
 class SystemSpec(_Section):
     """Which structure to simulate: a named builder or a structure file."""
 
-    builder: str | None = Field(None, description=f"One of {sorted(BUILDERS)}.")
+    builder: str | None = Field(None, description=f"One of {sorted(BUILDER_NAMES)}.")
     parameters: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments of the builder."
     )
@@ -40,25 +75,11 @@ class SystemSpec(_Section):
     @field_validator("builder")
     @classmethod
     def _known_builder(cls, value: str | None) -> str | None:
-        if value is not None and value not in BUILDERS:
-            raise ValueError(f"unknown builder {value!r}; allowed: {sorted(BUILDERS)}")
+        if value is not None and value not in BUILDER_NAMES:
+            raise ValueError(
+                f"unknown builder {value!r}; allowed: {sorted(BUILDER_NAMES)}"
+            )
         return value
-
-    def build(self, base_dir: Path | None = None) -> Structure:
-        """Return the structure this section describes."""
-        if (self.builder is None) == (self.file is None):
-            raise SpecError("system: give exactly one of 'builder' or 'file'")
-        if self.builder is not None:
-            try:
-                return BUILDERS[self.builder](**self.parameters)
-            except TypeError as exc:
-                raise SpecError(f"system.parameters: {exc}") from exc
-        path = Path(self.file)
-        if not path.is_absolute() and base_dir is not None:
-            path = base_dir / path
-        if not path.exists():
-            raise SpecError(f"system.file: {path} does not exist")
-        return Structure.from_file(path)
 
 
 class ReferenceSpec(_Section):
@@ -74,7 +95,7 @@ class ReferenceSpec(_Section):
     time_step: float = Field(1.0, gt=0, description="AIMD time step, fs.")
     temperature: float = Field(300.0, gt=0, description="Thermostat target, K.")
     thermostat_time: float = Field(
-        25.0, gt=0, description="Nose-Hoover characteristic time, fs."
+        NOSE_HOOVER_TIME_FS, gt=0, description="Nose-Hoover characteristic time, fs."
     )
     seed: int = Field(42, description="Seed of the first Maxwell-Boltzmann draw.")
 
@@ -93,7 +114,7 @@ class MtpSpec(_Section):
     engine: Literal["motep", "mlip"] | None = Field(
         None,
         description="'motep' (embedded) or 'mlip' (MLIP's mlp, needs HAML_MLP_CMD); "
-        "None = mlip when HAML_MLP_CMD is set, else motep.",
+        "None = mlip when the worker has HAML_MLP_CMD set, else motep.",
     )
     level: int = Field(12, description="lev_max, even, 2 to 28.")
     cutoff: float = Field(5.0, gt=0, description="Radial cutoff, Angstrom.")
@@ -176,7 +197,7 @@ class MlpMdSpec(_Section):
     gamma_every: int = Field(1, gt=0, description="Evaluate gamma every k steps.")
     temperature: float = Field(300.0, gt=0, description="Thermostat target, K.")
     thermostat_time: float = Field(
-        25.0, gt=0, description="Nose-Hoover characteristic time, fs."
+        NOSE_HOOVER_TIME_FS, gt=0, description="Nose-Hoover characteristic time, fs."
     )
     start_temperature_factor: float = Field(
         START_TEMPERATURE_FACTOR, gt=1,
@@ -218,20 +239,28 @@ class RunSpec(_Section):
     stop: StopSpec = Field(default_factory=StopSpec)
 
     def check_against(self, structure: Structure) -> None:
-        """Fail when the potential's settings cannot describe the structure."""
+        """Fail when atoms overlap or the potential's settings cannot describe them."""
         if self.mtp.min_dist is not None and self.mtp.cutoff <= self.mtp.min_dist:
             raise SpecError(
                 f"mtp.cutoff ({self.mtp.cutoff}) must be above mtp.min_dist "
                 f"({self.mtp.min_dist})"
             )
-        shortest = _shortest_distance(structure)
-        if shortest is not None and self.mtp.cutoff <= shortest:
-            raise SpecError(
-                f"mtp.cutoff ({self.mtp.cutoff}) must be above the shortest "
-                f"interatomic distance of the system ({shortest:.2f} A), else the "
-                "potential sees no neighbours; allowed: cutoff > "
-                f"{max(shortest, self.mtp.min_dist or 0):.2f}"
-            )
+        closest = closest_pair(structure)
+        if closest is not None:
+            i, j, shortest = closest
+            if shortest < MIN_ATOM_SEPARATION:
+                raise SpecError(
+                    f"system: atoms {i} ({structure[i].specie}) and {j} "
+                    f"({structure[j].specie}) are {shortest:.2f} A apart "
+                    f"(minimum {MIN_ATOM_SEPARATION} A)"
+                )
+            if self.mtp.cutoff <= shortest:
+                raise SpecError(
+                    f"mtp.cutoff ({self.mtp.cutoff}) must be above the shortest "
+                    f"interatomic distance of the system ({shortest:.2f} A), else the "
+                    "potential sees no neighbours; allowed: cutoff > "
+                    f"{max(shortest, self.mtp.min_dist or 0):.2f}"
+                )
         elements = sorted({site.specie.symbol for site in structure})
         if self.reference.engine == "xtb":
             beyond = [e for e in elements if Element(e).Z > _XTB_MAX_Z]
@@ -250,13 +279,8 @@ class RunSpec(_Section):
 
 
 _XTB_MAX_Z = 86  # GFN1-xTB is parametrized for H to Rn
-
-
-def _shortest_distance(structure: Structure) -> float | None:
-    if len(structure) < 2:
-        return None
-    distances = structure.distance_matrix
-    return float(distances[~np.eye(len(structure), dtype=bool)].min())
+MIN_ATOM_SEPARATION = 0.5
+"""Angstrom; two atoms closer than this are an input error, not a structure."""
 
 
 def _allowed_keys(loc: tuple) -> list[str]:

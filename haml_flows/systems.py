@@ -1,8 +1,9 @@
 """Small interface models for the embedded engines.
 
 The full interface builders (ordered argyrodite, dopants, coherent interfaces,
-liquid electrolytes) are a separate module; this one builds the small,
-deterministic Li | Li6PS5Cl model the main job and the tests run on.
+liquid electrolytes) live in ``builders``; this module builds the small,
+deterministic Li | Li6PS5Cl model the main job and the tests run on, and
+turns a spec's ``system`` section into a structure.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+from pathlib import Path
 
 import numpy as np
 from pymatgen.core import Lattice, Structure
 
+from haml_flows.builders.doping import doped_li6ps5cl
+from haml_flows.builders.electrolyte import li_lifsi_dme
 from haml_flows.builders.errors import BuilderError, UnknownParameterError
+from haml_flows.builders.interfaces import li_lpsc
+from haml_flows.spec import BUILDER_NAMES, SpecError, SystemSpec
 
 LPSC_LATTICE_PARAMETER = 9.85
 LI_BCC_LATTICE_PARAMETER = 3.44
@@ -116,12 +122,6 @@ def li_lpsc_mini(li_layers: int = 4, gap: float = 2.4) -> Structure:
     )
 
 
-from haml_flows.builders.doping import doped_li6ps5cl  # noqa: E402
-from haml_flows.builders.electrolyte import li_lifsi_dme  # noqa: E402
-from haml_flows.builders.interfaces import li_lpsc  # noqa: E402
-
-
-
 def _checked(name: str, builder):
     """``builder`` refusing keywords it does not take, with the list it does."""
     allowed = list(inspect.signature(builder).parameters)
@@ -151,3 +151,21 @@ BUILDERS = {
     }.items()
 }
 """The named builders a spec's ``system.builder`` picks; keyword arguments only."""
+assert set(BUILDERS) == set(BUILDER_NAMES), "spec.BUILDER_NAMES names the builders"
+
+
+def build_system(system: SystemSpec, base_dir: Path | None = None) -> Structure:
+    """The structure a spec's ``system`` section describes."""
+    if (system.builder is None) == (system.file is None):
+        raise SpecError("system: give exactly one of 'builder' or 'file'")
+    if system.builder is not None:
+        try:
+            return BUILDERS[system.builder](**system.parameters)
+        except (TypeError, BuilderError) as exc:
+            raise SpecError(f"system.parameters: {exc}") from None
+    path = Path(system.file)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.exists():
+        raise SpecError(f"system.file: {path} does not exist")
+    return Structure.from_file(path)

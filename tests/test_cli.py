@@ -42,7 +42,7 @@ def test_unreachable_database_is_a_clear_message(monkeypatch, unused_port, tmp_p
 def test_run_then_cycles(haml_settings, monkeypatch, tmp_path):
     from rich.console import Console
 
-    import haml_flows.cli.main as cli
+    import haml_flows.cli._common as cli
 
     monkeypatch.setattr(cli, "console", Console(width=200))
     monkeypatch.setenv("HAML_DATABASE", haml_settings.DATABASE)
@@ -57,3 +57,31 @@ def test_run_then_cycles(haml_settings, monkeypatch, tmp_path):
     assert "train s" in table.output and "frames" in table.output
     missing = runner.invoke(app, ["cycles", "no-such-run"])
     assert missing.exit_code == 1
+
+
+def test_cycle_table_names_each_stop_reason():
+    from rich.console import Console
+
+    from haml_flows.cli._common import cycle_table
+    from haml_flows.schemas import CycleDoc, StageCost
+
+    cost = StageCost(wall_seconds=1.0, cpu_seconds=1.0)
+    docs = [
+        CycleDoc(
+            run_id="r", cycle=i + 1, aimd_steps=8, aimd_fs=8.0, mlpmd_steps=10,
+            mlpmd_fs=5.0, gamma_at_stop=2.0, gamma_max=2.0, stop_reason=reason,
+            training_set_size=9, energy_rmse=0.01, force_rmse=0.1, aimd_cost=cost,
+            training_cost=cost, mlpmd_cost=cost, mlpmd_gamma_seconds=0.1,
+            cumulative_fs=13.0 * (i + 1), temperature_aimd_start=300.0,
+            temperature_aimd_end=300.0, temperature_mlpmd_start=300.0,
+            temperature_mlpmd_end=300.0, aimd_job="a", training_job="t", mlpmd_job="m",
+        )
+        for i, reason in enumerate(["gamma_break", "max_steps", "collapse"])
+    ]
+    console = Console(width=200, record=True)
+    console.print(cycle_table(docs, "run r"))
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]]
+            for line in console.export_text().splitlines() if line.count("│") == 13]
+    assert [row[8] for row in rows if row[0] in ("1", "2", "3")] == [
+        "break", "limit", "collapse"
+    ]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from haml_flows.analysis.bonds import DEFAULT_CUTOFFS, counts_from_pairs
 from haml_flows.analysis.cost import cost_summary
@@ -67,16 +68,176 @@ class AnalysisOptions:
     msd_fit_start: float = 0.1
 
 
+class _Result(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+
+class TemperatureSeries(_Result):
+    """The temperature of every frame that has one."""
+
+    time_ps: list[float] = Field(description="Simulated time of each value, ps.")
+    T: list[float] = Field(description="Temperature, K.")
+    cycle: list[int] = Field(description="Cycle of each value.")
+    stage: list[str] = Field(description="'aimd', 'mlpmd' or 'static'.")
+    mean: float = Field(description="Mean temperature, K (NaN without values).")
+
+
+class BondAnalysis(_Result):
+    """Bond counts per element pair over the sampled frames."""
+
+    cutoffs: dict[str, float] = Field(description="Bond cutoff per pair, Angstrom.")
+    series: dict[str, list[int]] = Field(description="Count per pair at each sample.")
+    initial: dict[str, int] = Field(description="Counts in the first frame.")
+    final: dict[str, int] = Field(description="Counts in the last frame.")
+    change: dict[str, int] = Field(description="Final minus initial count per pair.")
+
+
+class ProductAnalysis(_Result):
+    """Reaction products (anions coordinated only by Li) over the sampled frames."""
+
+    rules: list[dict] = Field(description="The product rules applied.")
+    series: dict[str, list[int]] = Field(description="Formula units per product per sample.")
+    clusters_final: dict[str, int] = Field(description="Clusters per product, last frame.")
+    initial: dict[str, int] = Field(description="Formula units in the first frame.")
+    final: dict[str, int] = Field(description="Formula units in the last frame.")
+    formed: dict[str, int] = Field(description="Final minus initial formula units.")
+
+
+class RdfFrame(_Result):
+    """The RDFs of one frame."""
+
+    time_ps: float = Field(description="Simulated time of the frame, ps.")
+    g: dict[str, np.ndarray] = Field(description="g(r) per pair on RdfAnalysis.r.")
+    first_peak: dict[str, float] = Field(description="First peak position per pair, A.")
+
+
+class RdfAnalysis(_Result):
+    """Radial distribution functions at the chosen times."""
+
+    r: np.ndarray = Field(description="Bin centres, Angstrom.")
+    pairs: list[str] = Field(description="Element pairs, e.g. 'Li-S'.")
+    frames: list[RdfFrame] = Field(description="One entry per chosen time.")
+
+
+class MsdAnalysis(_Result):
+    """Mean-square displacement of one species, its diffusion and conductivity."""
+
+    species: str = Field(description="Element whose MSD is followed.")
+    time_ps: np.ndarray = Field(description="Time of each MSD value, ps.")
+    msd_A2: np.ndarray = Field(description="MSD, Angstrom^2.")
+    fit_slope_A2_per_fs: float = Field(description="Slope of the linear fit.")
+    fit_intercept_A2: float = Field(description="Intercept of the linear fit.")
+    fit_start_fraction: float = Field(description="Fraction of the run before the fit.")
+    n_ions: int = Field(description="Ions of the species.")
+    volume_A3: float | None = Field(description="Cell volume, Angstrom^3.")
+    diffusion_cm2_s: float = Field(description="Diffusion coefficient, cm^2/s.")
+    conductivity_S_cm: float = Field(description="Nernst-Einstein conductivity, S/cm.")
+    conductivity_temperature_K: float = Field(description="Temperature it assumes, K.")
+
+
+class CycleTiming(_Result):
+    """Per-cycle simulated times, from the CycleDocs."""
+
+    cycle: list[int] = Field(description="Cycle index.")
+    cumulative_ps: list[float] = Field(description="Simulated time after the cycle, ps.")
+    aimd_fs: list[float] = Field(description="AIMD time of the cycle, fs.")
+    mlpmd_fs: list[float] = Field(description="MLP-MD time of the cycle, fs.")
+    stop_reason: list[str] = Field(description="Why the cycle's MLP-MD ended.")
+
+
+class RunAnalysis(_Result):
+    """One streamed pass over a run's frames, and (for a stored run) its cost."""
+
+    n_frames: int = Field(description="Frames streamed.")
+    n_samples: int = Field(description="Frames on which bonds and products were counted.")
+    first_time_ps: float = Field(description="Time of the first frame, ps.")
+    last_time_ps: float = Field(description="Time of the last frame, ps.")
+    formula: str = Field(description="Reduced formula of the last frame.")
+    n_atoms: int = Field(description="Atoms per frame.")
+    temperature: TemperatureSeries = Field(description="Temperatures over time.")
+    samples_time_ps: list[float] = Field(description="Times of the sampled frames, ps.")
+    bonds: BondAnalysis = Field(description="Bond counts.")
+    products: ProductAnalysis = Field(description="Reaction products.")
+    rdf: RdfAnalysis = Field(description="Radial distribution functions.")
+    similarity: dict = Field(description="First vs last frame (analysis.similarity).")
+    msd: MsdAnalysis = Field(description="Diffusion and conductivity.")
+    run_id: str | None = Field(None, description="Run analysed; None for a bare stream.")
+    name: str | None = Field(None, description="Spec name of the run.")
+    cost: dict | None = Field(None, description="analysis.cost.cost_summary of the run.")
+    cycles: CycleTiming | None = Field(None, description="Per-cycle times.")
+    segments: list[dict] = Field(
+        default_factory=list, description="Where each segment sits in time."
+    )
+
+
 def _copy(frame: Frame) -> Frame:
     return replace(frame, frac_coords=np.array(frame.frac_coords), _atoms=None)
+
+
+def _rdf_pairs(options: AnalysisOptions, cutoffs: dict, symbols: set) -> list[tuple]:
+    if options.rdf_pairs:
+        return [tuple(p) for p in options.rdf_pairs]
+    pairs = [parse_pair(k) for k in cutoffs if set(parse_pair(k)) <= symbols]
+    if "Li" in symbols:
+        pairs.append(("Li", "Li"))
+    return pairs
+
+
+def _rdfs(frames: list[Frame], pairs: list[tuple], options: AnalysisOptions) -> RdfAnalysis:
+    results = []
+    for frame in frames:
+        acc = RdfAccumulator(pairs, options.rdf_r_max, options.rdf_bins)
+        acc.add(frame)
+        g = acc.result()
+        results.append(
+            RdfFrame(
+                time_ps=frame.time_ps,
+                g=g,
+                first_peak={k: first_peak(acc.r, v) for k, v in g.items()},
+            )
+        )
+    return RdfAnalysis(r=acc.r, pairs=[f"{a}-{b}" for a, b in pairs], frames=results)
+
+
+def _products(rules: list[ProductRule], series: list[dict]) -> ProductAnalysis:
+    initial = {k: v["units"] for k, v in series[0].items()}
+    final = {k: v["units"] for k, v in series[-1].items()}
+    return ProductAnalysis(
+        rules=[rule.__dict__ for rule in rules],
+        series={k: [p[k]["units"] for p in series] for k in initial},
+        clusters_final={k: v["clusters"] for k, v in series[-1].items()},
+        initial=initial,
+        final=final,
+        formed={k: final[k] - initial[k] for k in initial},
+    )
+
+
+def _msd(msd: MsdAccumulator, options: AnalysisOptions, mean_t: float) -> MsdAnalysis:
+    t_msd, y_msd = msd.result()
+    d_cm2, slope, intercept = diffusion_coefficient(t_msd, y_msd, options.msd_fit_start)
+    return MsdAnalysis(
+        species=options.msd_species,
+        time_ps=t_msd / 1000,
+        msd_A2=y_msd,
+        fit_slope_A2_per_fs=slope,
+        fit_intercept_A2=intercept,
+        fit_start_fraction=options.msd_fit_start,
+        n_ions=msd.n_ions,
+        volume_A3=msd.volume,
+        diffusion_cm2_s=d_cm2,
+        conductivity_S_cm=nernst_einstein_conductivity(
+            d_cm2, msd.n_ions, msd.volume or 0.0, mean_t
+        ),
+        conductivity_temperature_K=mean_t,
+    )
 
 
 def analyze_frames(
     frames: Iterable[Frame],
     options: AnalysisOptions | None = None,
     total_fs: float | None = None,
-) -> dict:
-    """Reduce a time-ordered stream of frames; returns plain numbers and arrays."""
+) -> RunAnalysis:
+    """Reduce a time-ordered stream of frames in one pass."""
     options = options or AnalysisOptions()
     cutoffs = dict(DEFAULT_CUTOFFS if options.cutoffs is None else options.cutoffs)
     spacing = (total_fs / options.max_samples) if total_fs else 0.0
@@ -129,89 +290,41 @@ def analyze_frames(
     if last_sampled_time != last.time_fs:
         sample(last)
 
-    # RDFs
-    symbols = set(first.symbols)
-    if options.rdf_pairs:
-        pairs = [tuple(p) for p in options.rdf_pairs]
-    else:
-        pairs = [parse_pair(k) for k in cutoffs if set(parse_pair(k)) <= symbols]
-        if "Li" in symbols:
-            pairs.append(("Li", "Li"))
     rdf_frames = (
         [b[1] for b in rdf_best] if rdf_targets else ([first, last] if n_frames > 1 else [first])
     )
-    rdfs = []
-    for frame in rdf_frames:
-        acc = RdfAccumulator(pairs, options.rdf_r_max, options.rdf_bins)
-        acc.add(frame)
-        result = acc.result()
-        rdfs.append(
-            {
-                "time_ps": frame.time_ps,
-                "g": result,
-                "first_peak": {k: first_peak(acc.r, g) for k, g in result.items()},
-            }
-        )
-    rdf_r = acc.r
-
-    t_msd, y_msd = msd.result()
-    d_cm2, slope, intercept = diffusion_coefficient(t_msd, y_msd, options.msd_fit_start)
     mean_t = float(np.mean([t[1] for t in temps])) if temps else float("nan")
-    sigma = nernst_einstein_conductivity(d_cm2, msd.n_ions, msd.volume or 0.0, mean_t)
-    sim = similarity_details(first, last)
-
     bonds_initial, bonds_final = bond_series[0], bond_series[-1]
-    prod_initial = {k: v["units"] for k, v in product_series[0].items()}
-    prod_final = {k: v["units"] for k, v in product_series[-1].items()}
-    return {
-        "n_frames": n_frames,
-        "n_samples": len(samples_t),
-        "first_time_ps": first.time_ps,
-        "last_time_ps": last.time_ps,
-        "formula": last.to_structure().composition.reduced_formula,
-        "n_atoms": len(last.symbols),
-        "temperature": {
-            "time_ps": [t[0] / 1000 for t in temps],
-            "T": [t[1] for t in temps],
-            "cycle": [t[2] for t in temps],
-            "stage": [t[3] for t in temps],
-            "mean": mean_t,
-        },
-        "samples_time_ps": [t / 1000 for t in samples_t],
-        "bonds": {
-            "cutoffs": cutoffs,
-            "series": {k: [b[k] for b in bond_series] for k in cutoffs},
-            "initial": bonds_initial,
-            "final": bonds_final,
-            "change": {k: bonds_final[k] - bonds_initial[k] for k in cutoffs},
-        },
-        "products": {
-            "rules": [rule.__dict__ for rule in options.products],
-            "series": {k: [p[k]["units"] for p in product_series] for k in prod_initial},
-            "clusters_final": {k: v["clusters"] for k, v in product_series[-1].items()},
-            "initial": prod_initial,
-            "final": prod_final,
-            "formed": {k: prod_final[k] - prod_initial[k] for k in prod_initial},
-        },
-        "rdf": {"r": rdf_r, "pairs": [f"{a}-{b}" for a, b in pairs], "frames": rdfs},
-        "similarity": sim,
-        "msd": {
-            "species": options.msd_species,
-            "time_ps": t_msd / 1000,
-            "msd_A2": y_msd,
-            "fit_slope_A2_per_fs": slope,
-            "fit_intercept_A2": intercept,
-            "fit_start_fraction": options.msd_fit_start,
-            "n_ions": msd.n_ions,
-            "volume_A3": msd.volume,
-            "diffusion_cm2_s": d_cm2,
-            "conductivity_S_cm": sigma,
-            "conductivity_temperature_K": mean_t,
-        },
-    }
+    return RunAnalysis(
+        n_frames=n_frames,
+        n_samples=len(samples_t),
+        first_time_ps=first.time_ps,
+        last_time_ps=last.time_ps,
+        formula=last.to_structure().composition.reduced_formula,
+        n_atoms=len(last.symbols),
+        temperature=TemperatureSeries(
+            time_ps=[t[0] / 1000 for t in temps],
+            T=[t[1] for t in temps],
+            cycle=[t[2] for t in temps],
+            stage=[t[3] for t in temps],
+            mean=mean_t,
+        ),
+        samples_time_ps=[t / 1000 for t in samples_t],
+        bonds=BondAnalysis(
+            cutoffs=cutoffs,
+            series={k: [b[k] for b in bond_series] for k in cutoffs},
+            initial=bonds_initial,
+            final=bonds_final,
+            change={k: bonds_final[k] - bonds_initial[k] for k in cutoffs},
+        ),
+        products=_products(options.products, product_series),
+        rdf=_rdfs(rdf_frames, _rdf_pairs(options, cutoffs, set(first.symbols)), options),
+        similarity=similarity_details(first, last),
+        msd=_msd(msd, options, mean_t),
+    )
 
 
-def analyze_run(store, run_id: str, options: AnalysisOptions | None = None) -> dict:
+def analyze_run(store, run_id: str, options: AnalysisOptions | None = None) -> RunAnalysis:
     """Stream a stored run once and add its cost and cycle timing."""
     from haml_flows.queries import cycle_docs, run_doc
 
@@ -223,18 +336,21 @@ def analyze_run(store, run_id: str, options: AnalysisOptions | None = None) -> d
     result = analyze_frames(
         run_timeline(store, run_id, segment_list=segs), options, docs[-1].cumulative_fs
     )
-    result["run_id"] = run_id
-    result["name"] = run.name if run else run_id
-    result["cost"] = cost_summary(docs, run)
-    result["cycles"] = {
-        "cycle": [d.cycle for d in docs],
-        "cumulative_ps": [d.cumulative_ps for d in docs],
-        "aimd_fs": [d.aimd_fs for d in docs],
-        "mlpmd_fs": [d.mlpmd_fs for d in docs],
-        "stop_reason": [d.stop_reason for d in docs],
-    }
-    result["segments"] = [s.__dict__ for s in segs]
-    return result
+    return result.model_copy(
+        update={
+            "run_id": run_id,
+            "name": run.name if run else run_id,
+            "cost": cost_summary(docs, run),
+            "cycles": CycleTiming(
+                cycle=[d.cycle for d in docs],
+                cumulative_ps=[d.cumulative_ps for d in docs],
+                aimd_fs=[d.aimd_fs for d in docs],
+                mlpmd_fs=[d.mlpmd_fs for d in docs],
+                stop_reason=[d.stop_reason for d in docs],
+            ),
+            "segments": [s.__dict__ for s in segs],
+        }
+    )
 
 
 # ---------------------------------------------------------------- figures
@@ -279,19 +395,19 @@ def _save(fig, path: Path) -> None:
     _plt().close(fig)
 
 
-def write_figures(result: dict, out_dir: Path) -> dict[str, str]:
+def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     """All figures of one run; returns {key: file name}."""
     plt = _plt()
     out_dir.mkdir(parents=True, exist_ok=True)
-    segs = result.get("segments", [])
+    segs = result.segments
     written = {}
 
     # temperature
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    temp = result["temperature"]
-    t = np.asarray(temp["time_ps"])
-    T = np.asarray(temp["T"])
-    stage = np.asarray(temp["stage"])
+    temp = result.temperature
+    t = np.asarray(temp.time_ps)
+    T = np.asarray(temp.T)
+    stage = np.asarray(temp.stage)
     for name, colour, label in (("aimd", "tab:orange", "AIMD"), ("mlpmd", "tab:blue", "MLP-MD"),
                                 ("static", "k", "frames")):
         m = stage == name
@@ -308,11 +424,11 @@ def write_figures(result: dict, out_dir: Path) -> dict[str, str]:
     written["temperature"] = FIGURES["temperature"]
 
     # simulated time vs cycle
-    cyc = result.get("cycles")
+    cyc = result.cycles
     fig, ax = plt.subplots(figsize=(5, 3.6))
     if cyc:
-        ax.plot(cyc["cycle"], cyc["cumulative_ps"], "o-")
-        ax.set_xticks(cyc["cycle"])
+        ax.plot(cyc.cycle, cyc.cumulative_ps, "o-")
+        ax.set_xticks(cyc.cycle)
     ax.set_xlabel("cycle")
     ax.set_ylabel("simulated time (ps)")
     ax.set_title("Simulated time vs cycle")
@@ -320,7 +436,7 @@ def write_figures(result: dict, out_dir: Path) -> dict[str, str]:
     written["simulated_time"] = FIGURES["simulated_time"]
 
     # cost
-    cost = result.get("cost")
+    cost = result.cost
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.6))
     if cost:
         vals = [cost["haml_cpu_h_per_ps"] or 0.0, cost["aimd_cpu_h_per_ps"] or 0.0]
@@ -336,41 +452,41 @@ def write_figures(result: dict, out_dir: Path) -> dict[str, str]:
     _save(fig, out_dir / FIGURES["cost"])
     written["cost"] = FIGURES["cost"]
 
-    ts = result["samples_time_ps"]
+    ts = result.samples_time_ps
     for key, ylabel, title in (
         ("bonds", "bond count", "Bond counts"),
         ("products", "formula units", "Reaction products (anions coordinated only by Li)"),
     ):
-        _series_figure(ts, result[key]["series"], segs, ylabel, title, out_dir / FIGURES[key])
+        _series_figure(ts, getattr(result, key).series, segs, ylabel, title, out_dir / FIGURES[key])
         written[key] = FIGURES[key]
 
     # RDF
-    rdf = result["rdf"]
-    n = max(len(rdf["pairs"]), 1)
+    rdf = result.rdf
+    n = max(len(rdf.pairs), 1)
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows), squeeze=False)
-    for k, key in enumerate(rdf["pairs"]):
+    for k, key in enumerate(rdf.pairs):
         ax = axes[k // cols][k % cols]
-        for fr in rdf["frames"]:
-            ax.plot(rdf["r"], fr["g"][key], lw=1, label=f"{fr['time_ps']:.3g} ps")
+        for fr in rdf.frames:
+            ax.plot(rdf.r, fr.g[key], lw=1, label=f"{fr.time_ps:.3g} ps")
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("r (Å)", fontsize=8)
         ax.set_ylabel("g(r)", fontsize=8)
         ax.legend(fontsize=7)
-    for k in range(len(rdf["pairs"]), rows * cols):
+    for k in range(len(rdf.pairs), rows * cols):
         axes[k // cols][k % cols].axis("off")
     _save(fig, out_dir / FIGURES["rdf"])
     written["rdf"] = FIGURES["rdf"]
 
     # MSD
-    msd = result["msd"]
+    msd = result.msd
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    tm = np.asarray(msd["time_ps"])
-    ax.plot(tm, msd["msd_A2"], "-", label=f"{msd['species']} MSD")
-    if np.isfinite(msd["fit_slope_A2_per_fs"]):
-        ax.plot(tm, msd["fit_slope_A2_per_fs"] * tm * 1000 + msd["fit_intercept_A2"],
-                "--", label=f"fit: D = {msd['diffusion_cm2_s']:.3g} cm²/s")
+    tm = np.asarray(msd.time_ps)
+    ax.plot(tm, msd.msd_A2, "-", label=f"{msd.species} MSD")
+    if np.isfinite(msd.fit_slope_A2_per_fs):
+        ax.plot(tm, msd.fit_slope_A2_per_fs * tm * 1000 + msd.fit_intercept_A2,
+                "--", label=f"fit: D = {msd.diffusion_cm2_s:.3g} cm²/s")
     ax.set_xlabel("time (ps)")
     ax.set_ylabel("MSD (Å²)")
     ax.set_title("Mean-square displacement")
@@ -379,7 +495,7 @@ def write_figures(result: dict, out_dir: Path) -> dict[str, str]:
     written["msd"] = FIGURES["msd"]
 
     # similarity
-    sim = result["similarity"]
+    sim = result.similarity
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     labels = ["all"] + list(sim["per_species"])
     values = [sim["similarity"]] + list(sim["per_species"].values())
@@ -410,31 +526,33 @@ def _jsonable(value):
     return value
 
 
-def summary_of(result: dict, figures: dict[str, str] | None = None) -> dict:
-    """The small, script-readable summary (no per-frame series)."""
-    cost = result.get("cost") or {}
+def summary_of(result: RunAnalysis, figures: dict[str, str] | None = None) -> dict:
+    """The small, script-readable summary (no per-frame series): summary.json."""
+    cost = result.cost or {}
     return _jsonable(
         {
-            "run_id": result.get("run_id"),
-            "name": result.get("name"),
-            "formula": result["formula"],
-            "n_atoms": result["n_atoms"],
+            "run_id": result.run_id,
+            "name": result.name,
+            "formula": result.formula,
+            "n_atoms": result.n_atoms,
             "cycles": cost.get("cycles"),
-            "n_frames": result["n_frames"],
-            "n_samples": result["n_samples"],
-            "simulated_ps": cost.get("total_ps", result["last_time_ps"]),
+            "n_frames": result.n_frames,
+            "n_samples": result.n_samples,
+            "simulated_ps": cost.get("total_ps", result.last_time_ps),
             "cost": cost,
-            "similarity": result["similarity"],
-            "bonds": {k: result["bonds"][k] for k in ("cutoffs", "initial", "final", "change")},
+            "similarity": result.similarity,
+            "bonds": {
+                k: getattr(result.bonds, k) for k in ("cutoffs", "initial", "final", "change")
+            },
             "products": {
-                k: result["products"][k]
+                k: getattr(result.products, k)
                 for k in ("initial", "final", "formed", "clusters_final")
             },
             "rdf_first_peaks": {
-                f"{fr['time_ps']:.6g} ps": fr["first_peak"] for fr in result["rdf"]["frames"]
+                f"{fr.time_ps:.6g} ps": fr.first_peak for fr in result.rdf.frames
             },
-            "temperature_mean_K": result["temperature"]["mean"],
-            "msd": {k: v for k, v in result["msd"].items() if k not in ("time_ps", "msd_A2")},
+            "temperature_mean_K": result.temperature.mean,
+            "msd": result.msd.model_dump(exclude={"time_ps", "msd_A2"}),
             "figures": figures or {},
         }
     )
@@ -510,7 +628,7 @@ Machine-readable numbers: <a href="summary.json">summary.json</a>.</p>
     )
 
 
-def write_report(result: dict, out_dir: Path) -> dict:
+def write_report(result: RunAnalysis, out_dir: Path) -> dict:
     """Figures, index.html, summary.json and series.json; returns the summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -518,10 +636,10 @@ def write_report(result: dict, out_dir: Path) -> dict:
     summary = summary_of(result, figures)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     series = {
-        "samples_time_ps": result["samples_time_ps"],
-        "bonds": result["bonds"]["series"],
-        "products": result["products"]["series"],
-        "rdf": result["rdf"],
+        "samples_time_ps": result.samples_time_ps,
+        "bonds": result.bonds.series,
+        "products": result.products.series,
+        "rdf": result.rdf.model_dump(),
     }
     (out_dir / "series.json").write_text(json.dumps(_jsonable(series)))
     write_html(summary, figures, out_dir / "index.html")

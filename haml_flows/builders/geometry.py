@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-from pymatgen.core import Structure
+from pymatgen.core import Element, Structure
+
+from haml_flows.distances import pair_minimum_distances
 
 PAIR_MINIMA = {
     ("Li", "Li"): 2.0,
@@ -28,17 +29,10 @@ DEFAULT_MINIMUM = 0.9
 
 def pair_minima(structure: Structure) -> dict[tuple[str, str], float]:
     """The shortest distance of every element pair present (periodic images included)."""
-    symbols = np.array([site.specie.symbol for site in structure])
-    distances = structure.distance_matrix.copy()
-    np.fill_diagonal(distances, np.inf)
-    result: dict[tuple[str, str], float] = {}
-    elements = sorted(set(symbols))
-    for n, a in enumerate(elements):
-        for b in elements[n:]:
-            block = distances[np.ix_(symbols == a, symbols == b)]
-            if block.size and np.isfinite(block.min()):
-                result[(str(a), str(b))] = float(block.min())
-    return result
+    return {
+        tuple(sorted((Element.from_Z(a).symbol, Element.from_Z(b).symbol))): d
+        for (a, b), d in pair_minimum_distances([structure]).items()
+    }
 
 
 def check_min_distances(

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import typer
-from rich.console import Console
+
+from haml_flows.cli._common import fail, quiet_dependencies, show
 
 build_app = typer.Typer(
     help="Build interface models: Li | Li6PS5Cl (doped) and Li | LiFSI + DME.",
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
 
 
 def _write(structure, output: Path | None) -> None:
     if output is not None:
         structure.to(filename=str(output))
-        console.print(f"wrote {output}")
-
-
-def _fail(exc: Exception) -> None:
-    """The builder's message on one line (never wrapped), exit code 2."""
-    from rich.markup import escape
-
-    console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+        show(f"wrote {output}")
 
 
 @build_app.command("li-lpsc")
@@ -45,17 +36,17 @@ def build_li_lpsc(
     """Li | Li6PS5Cl(001), coherent, optionally doped."""
     from haml_flows.builders.interfaces import li_lpsc
 
-    warnings.filterwarnings("ignore")
     try:
-        structure = li_lpsc(
-            atoms=atoms, li_facet=facet, max_mismatch=max_mismatch, dopant=dopant,
-            concentration=concentration, host=host, site_rule=site_rule, seed=seed,
-        )
+        with quiet_dependencies(Warning):
+            structure = li_lpsc(
+                atoms=atoms, li_facet=facet, max_mismatch=max_mismatch, dopant=dopant,
+                concentration=concentration, host=host, site_rule=site_rule, seed=seed,
+            )
     except ValueError as exc:
-        _fail(exc)
+        fail(str(exc), code=2)
     p = structure.properties
-    console.print(f"composition: {structure.composition.formula}", highlight=False)
-    console.print(
+    show(f"composition: {structure.composition.formula}", highlight=False)
+    show(
         f"atoms: {len(structure)} ({p['lpsc_atoms']} LPSC + {p['li_atoms']} Li)  "
         f"Li({p['facet']}) | LPSC(001)  mismatch: {100 * p['mismatch']:.2f} %  "
         f"von Mises strain: {100 * p['von_mises_strain']:.2f} %",
@@ -63,7 +54,7 @@ def build_li_lpsc(
     )
     if "doping" in p:
         d = p["doping"]
-        console.print(
+        show(
             f"doping: {d['dopant']} on {d['host']} at {d['concentration']:g} "
             f"({d['site_rule']}), sites {d['sites']}, Li vacancies {d['li_vacancies']}",
             highlight=False,
@@ -91,17 +82,17 @@ def build_li_lifsi_dme(
             li_supercell=supercell, min_distance=min_distance, seed=seed,
         )
     except (ValueError, RuntimeError) as exc:
-        _fail(exc)
+        fail(str(exc), code=2)
     p = structure.properties
-    console.print(f"composition: {structure.composition.formula}", highlight=False)
-    console.print(
+    show(f"composition: {structure.composition.formula}", highlight=False)
+    show(
         f"atoms: {len(structure)} ({p['li_slab_atoms']} Li slab + {p['lifsi']} LiFSI + "
         f"{p['dme']} DME)  liquid height: {p['liquid_height']:.1f} A  cell: "
         + " x ".join(f"{x:.2f}" for x in structure.lattice.abc),
         highlight=False,
     )
     for shell in p["li_ion_shells"]:
-        console.print(
+        show(
             f"Li+ (atom {shell['li_index']}): {len(shell['o_distances'])} O at "
             f"{min(shell['o_distances']):.2f}-{max(shell['o_distances']):.2f} A (one of its "
             f"FSI-), FSI- N {shell['fsi_n_distance']:.2f} A, "

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from pymatgen.core import Element
 
+from haml_flows.files import write_atomic
+
 mtp_app = typer.Typer(
     help="Moment Tensor Potentials: templates and extrapolation grades (MLIP files).",
     no_args_is_help=True,
@@ -16,13 +18,6 @@ mtp_app = typer.Typer(
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file so a failure leaves no partial file."""
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 @mtp_app.command()
@@ -54,7 +49,7 @@ def template(
         )
     except ValueError as exc:
         _fail(str(exc))
-    _write_atomic(output, potential_text(data))
+    write_atomic(output, potential_text(data))
     typer.echo(
         f"wrote {output}: level {level}, {data.alpha_scalar_moments} basis functions,"
         f" {data.alpha_moments_count} moments, species {' '.join(symbols)}"
@@ -81,9 +76,10 @@ def grade(
     command configured (HAML_MLP_CMD) MLIP's own ``mlp calc-grade`` computes
     the grades instead (neighbourhood mode).
     """
+    from haml_flows.engines.commands import MLP
+    from haml_flows.engines.mlip import calc_grade_with_mlp
     from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
     from haml_flows.mtp.grade import GRADE_MODES, ActiveSet, GradeError, load_potential
-    from haml_flows.mtp.mlip_binary import calc_grade_with_mlp, configured_mlp_cmd
 
     if mode not in GRADE_MODES:
         _fail(f"--mode: {mode!r} is not one of {', '.join(GRADE_MODES)}")
@@ -99,7 +95,7 @@ def grade(
         return cfg_to_frames(text, species=None if has_species else list(data.species))
 
     graded = read(inputs)
-    mlp_cmd = configured_mlp_cmd()
+    mlp_cmd = MLP.resolve()
     try:
         if mlp_cmd is not None:
             if mode != "neighborhood":
@@ -114,7 +110,7 @@ def grade(
         _fail(f"{exc}")
     for atoms, value in zip(graded, grades):
         atoms.info["MV_grade"] = value
-    _write_atomic(output, frames_to_cfg(graded, species=list(data.species)))
+    write_atomic(output, frames_to_cfg(graded, species=list(data.species)))
     typer.echo(
         f"wrote {output}: {len(graded)} configurations, MV_grade "
         f"min {min(grades):.3g} max {max(grades):.3g} ({mode} mode)"

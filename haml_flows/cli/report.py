@@ -16,28 +16,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-if not console.is_terminal:
-    console = Console(width=160)
+from haml_flows.cli._common import connect_store, fail, quiet_dependencies, show
 
-
-def _store():
-    from haml_flows.database.server import DatabaseUnavailableError, ensure_database
-    from haml_flows.database.stores import make_job_store
-    from haml_flows.settings import HamlSettings
-
-    settings = HamlSettings()
+def _stored_runs(analysis, *args):
+    """``analysis(store, *args)`` on the configured database; exit 1 for an unknown run."""
+    store = connect_store()
     try:
-        ensure_database(settings)
-    except DatabaseUnavailableError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
-    store = make_job_store(settings)
-    store.connect()
-    return store
+        with quiet_dependencies():
+            return analysis(store, *args)
+    except KeyError as exc:
+        show(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(code=1) from None
 
 
 def _options(pairs: list[str] | None, times: list[float] | None, max_samples: int):
@@ -47,8 +38,7 @@ def _options(pairs: list[str] | None, times: list[float] | None, max_samples: in
     try:
         rdf_pairs = [parse_pair(p) for p in pairs] if pairs else None
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+        fail(str(exc), code=2)
     return AnalysisOptions(
         rdf_pairs=rdf_pairs, rdf_times_ps=times or None, max_samples=max_samples
     )
@@ -72,21 +62,16 @@ def report_command(
     """Write PNG figures, index.html and summary.json for a stored run."""
     from haml_flows.analysis.report import build_report, summary_rows
 
-    store = _store()
     out = output or Path(f"report-{run_id}")
-    try:
-        summary = build_report(store, run_id, out, _options(rdf_pair, rdf_time, max_samples))
-    except KeyError as exc:
-        console.print(f"[red]{exc.args[0]}[/red]")
-        raise typer.Exit(code=1) from None
+    summary = _stored_runs(build_report, run_id, out, _options(rdf_pair, rdf_time, max_samples))
     table = Table(title=f"report {run_id}")
     table.add_column("quantity")
     table.add_column("value", justify="right")
     for key, value in summary_rows(summary):
         table.add_row(key, value)
-    console.print(table)
-    console.print(f"wrote {out / 'index.html'}, {out / 'summary.json'} and "
-                  f"{len(summary['figures'])} figures")
+    show(table)
+    show(f"wrote {out / 'index.html'}, {out / 'summary.json'} and "
+         f"{len(summary['figures'])} figures")
 
 
 def compare_command(
@@ -101,12 +86,7 @@ def compare_command(
     """Side by side: similarity, bond-count changes, products and cost."""
     from haml_flows.analysis.report import compare_runs
 
-    store = _store()
-    try:
-        table_data = compare_runs(store, run_ids, output, _options(None, None, max_samples))
-    except KeyError as exc:
-        console.print(f"[red]{exc.args[0]}[/red]")
-        raise typer.Exit(code=1) from None
+    table_data = _stored_runs(compare_runs, run_ids, output, _options(None, None, max_samples))
     table = Table(title="comparison", caption="similarity: 1 = unchanged interface")
     table.add_column("quantity")
     for run in table_data["runs"]:
@@ -125,8 +105,8 @@ def compare_command(
     for key, values in table_data["products_formed"].items():
         if any(values):
             table.add_row(f"{key} formed", *[f"{v:+d}" for v in values])
-    console.print(table)
-    console.print(f"wrote {output / 'compare.png'} and {output / 'compare.json'}")
+    show(table)
+    show(f"wrote {output / 'compare.png'} and {output / 'compare.json'}")
 
 
 report_app = typer.Typer(help="Reports from stored HAML runs.", no_args_is_help=True,

@@ -6,8 +6,19 @@ from pathlib import Path
 
 import typer
 
+from haml_flows.cli._common import (
+    WORKDIR,
+    connect_store,
+    fail,
+    quiet_dependencies,
+    show,
+    show_progress,
+    show_run,
+)
 from haml_flows.database.retry import DatabaseUnavailableError
-from haml_flows.settings import HamlSettings
+from haml_flows.database.stores import make_launchpad
+from haml_flows.queries import cycle_docs
+from haml_flows.settings import get_settings
 
 # FireWorks' own default for `lpad detect_lostruns --time` (fw_config.RUN_EXPIRATION_SECS)
 _FIREWORKS_LOST_AFTER = 4 * 3600
@@ -29,14 +40,9 @@ def resume_command(
         "FireWorks updated the workflow left behind (only when no worker of the "
         "run is alive; as `lpad admin unlock`).",
     ),
-    workdir: Path = typer.Option(
-        Path("haml_runs"), help="Directory for the jobs' working folders."
-    ),
+    workdir: Path = WORKDIR,
 ) -> None:
     """Continue a run from its last completed stage (FireWorks) or cycle (local)."""
-    from haml_flows.cli.main import _connect, _show_progress, console, cycle_table
-    from haml_flows.database.stores import make_launchpad
-    from haml_flows.queries import cycle_docs, run_summary
     from haml_flows.runner import (
         ResumeError,
         launch_run_fireworks,
@@ -44,38 +50,27 @@ def resume_command(
         resume_locally,
     )
 
-    settings = HamlSettings()
-    store = _connect(settings)
-    store.connect()
-    _show_progress()
+    settings = get_settings()
+    store = connect_store(settings)
+    show_progress()
     run_dir = workdir.resolve() / run_id
     try:
-        launchpad = make_launchpad(settings)
-        report = recover_fireworks(
-            run_id, store, launchpad, lost_after, unlock=unlock
-        )
-        if report is not None:
-            console.print(
-                f"resuming {run_id} on FireWorks: {report.cycles_done} cycles stored, "
-                f"lost Fireworks rerun: {report.lost_fireworks or 'none'}, "
-                f"fizzled rerun: {report.rerun_fireworks or 'none'}"
-            )
-            launch_run_fireworks(run_id, launchpad, run_dir)
-        else:
-            done = len(cycle_docs(store, run_id))
-            console.print(f"resuming {run_id} locally after cycle {done}")
-            resume_locally(run_id, store, run_dir)
+        with quiet_dependencies():
+            launchpad = make_launchpad(settings)
+            report = recover_fireworks(run_id, store, launchpad, lost_after, unlock=unlock)
+            if report is not None:
+                show(
+                    f"resuming {run_id} on FireWorks: {report.cycles_done} cycles stored, "
+                    f"lost Fireworks rerun: {report.lost_fireworks or 'none'}, "
+                    f"fizzled rerun: {report.rerun_fireworks or 'none'}"
+                )
+                launch_run_fireworks(run_id, launchpad, run_dir)
+            else:
+                show(f"resuming {run_id} locally after cycle {len(cycle_docs(store, run_id))}")
+                resume_locally(run_id, store, run_dir)
     except ResumeError as exc:
-        console.print(f"[red]cannot resume:[/red] {exc}")
+        show(f"[red]cannot resume:[/red] {exc}")
         raise typer.Exit(code=1) from None
     except DatabaseUnavailableError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=3) from None
-    store.connect()
-    console.print(cycle_table(cycle_docs(store, run_id), f"run {run_id}"))
-    summary = run_summary(store, run_id)
-    if summary is not None:
-        console.print(
-            f"finished: {summary.cycles} cycles, {summary.simulated_fs / 1000:.3f} ps "
-            f"({summary.stop_reason})"
-        )
+        fail(str(exc), code=3)
+    show_run(store, run_id)

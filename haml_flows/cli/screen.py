@@ -15,33 +15,14 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from haml_flows.cli import _common
+from haml_flows.cli._common import clients, fail, quiet_dependencies, show
 from haml_flows.screening.ranking import RANK_KEYS
 
-console = Console()
-if not console.is_terminal:
-    console = Console(width=160)
-
 RankKey = Enum("RankKey", {k: k for k in RANK_KEYS}, type=str)
-
-
-def _clients():
-    """Settings, JobStore, LaunchPad and pymongo database on the configured server."""
-    from haml_flows.database.server import DatabaseUnavailableError, ensure_database
-    from haml_flows.database.stores import connect, make_job_store
-    from haml_flows.screening.launchpad import screen_launchpad
-    from haml_flows.settings import HamlSettings
-
-    settings = HamlSettings()
-    try:
-        ensure_database(settings)
-    except DatabaseUnavailableError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from None
-    return settings, make_job_store(settings), screen_launchpad(settings), connect(settings)
 
 
 def _fmt(value, spec: str = ".4g") -> str:
@@ -66,24 +47,19 @@ def screen_command(
     so submitting again after editing the screen adds only the new ones.
     """
     import logging
-    import warnings
 
-    from haml_flows.builders.screen import expand_candidates
+    from haml_flows.screening.plan import expand_candidates
     from haml_flows.screening.submit import prepare_candidates, submit_screen
     from haml_flows.spec import SpecError
 
-    for category in (FutureWarning, DeprecationWarning):
-        warnings.filterwarnings("ignore", category=category)
     logging.getLogger("launchpad").setLevel(logging.WARNING)
     try:
         plan = expand_candidates(spec)
     except SpecError as exc:
-        console.print(f"[red]invalid screen:[/red] {exc}")
+        show(f"[red]invalid screen:[/red] {exc}")
         raise typer.Exit(code=2) from None
-    console.print(
-        f"screen {plan.name}: {len(plan.candidates)} candidates of {plan.system}"
-    )
-    with Progress(console=console, transient=True) as bar:
+    show(f"screen {plan.name}: {len(plan.candidates)} candidates of {plan.system}")
+    with quiet_dependencies(), Progress(console=_common.console, transient=True) as bar:
         task = bar.add_task("building candidates", total=len(plan.candidates))
 
         def advance(name: str) -> None:
@@ -93,12 +69,13 @@ def screen_command(
             if dry_run:
                 prepared = prepare_candidates(plan, progress=advance)
             else:
-                settings, store, launchpad, db = _clients()
+                on = clients()
                 report = submit_screen(
-                    spec, store, launchpad, db, settings.DOCS_COLLECTION, advance, plan
+                    spec, on.store, on.launchpad, on.db, on.settings.DOCS_COLLECTION,
+                    advance, plan,
                 )
         except (SpecError, ValueError) as exc:
-            console.print(f"[red]invalid screen {spec}:[/red] {exc}")
+            show(f"[red]invalid screen {spec}:[/red] {exc}")
             raise typer.Exit(code=2) from None
     if dry_run:
         table = Table(title=f"screen {plan.name} (dry run, nothing submitted)")
@@ -109,17 +86,17 @@ def screen_command(
                 p.candidate.name, _label(p.doc.dopant, p.doc.concentration),
                 str(p.doc.seed), p.doc.formula, str(p.doc.n_atoms), p.doc.spec_hash[:12],
             )
-        console.print(table)
+        show(table)
         return
-    console.print(
+    show(
         f"added {len(report.added)} workflows ({report.fireworks} Fireworks); "
         f"{len(report.present)} already submitted"
     )
-    if settings.uses_embedded_server:
+    if on.settings.uses_embedded_server:
         launch = f"haml worker --screen {plan.name} (one per core)"
     else:
         launch = "rlaunch -l launchpad.yaml -w my_fworker.yaml rapidfire, or qlaunch"
-    console.print(f"launch workers with: {launch}; follow with: haml status --screen {plan.name}")
+    show(f"launch workers with: {launch}; follow with: haml status --screen {plan.name}")
 
 
 def status_command(
@@ -128,15 +105,15 @@ def status_command(
     """Workflows by state, cycles and simulated ps per candidate, failures."""
     from haml_flows.screening.status import screen_names, screen_status
 
-    settings, _, launchpad, db = _clients()
-    names = [screen] if screen else screen_names(db)
+    on = clients()
+    names = [screen] if screen else screen_names(on.db)
     if not names:
-        console.print("no screens submitted")
+        show("no screens submitted")
         return
     for name in names:
-        status = screen_status(db, launchpad, name, settings.DOCS_COLLECTION)
+        status = screen_status(on.db, on.launchpad, name, on.settings.DOCS_COLLECTION)
         if not status.candidates:
-            console.print(f"[red]no screen named {name!r}[/red]")
+            show(f"[red]no screen named {name!r}[/red]")
             raise typer.Exit(code=1)
         states = ", ".join(f"{k} {v}" for k, v in status.states.items())
         table = Table(title=f"screen {name}: {len(status.candidates)} candidates ({states})")
@@ -147,10 +124,10 @@ def status_command(
                 c.candidate, _label(c.dopant, c.concentration), str(c.seed), c.state,
                 str(c.cycles), f"{c.simulated_ps:.3f}", "yes" if c.finished else "no",
             )
-        console.print(table)
+        show(table)
         for c in status.candidates:
             for failure in c.failures:
-                console.print(f"[red]failed[/red] {c.candidate} ({c.run_id}): {failure}")
+                show(f"[red]failed[/red] {c.candidate} ({c.run_id}): {failure}")
 
 
 def results_command(
@@ -170,18 +147,17 @@ def results_command(
 
     for path, suffix in ((csv, ".csv"), (json_path, ".json")):
         if path is not None and path.suffix.lower() != suffix:
-            console.print(f"[red]error:[/red] {path}: the file name must end in {suffix}")
-            raise typer.Exit(code=2)
-    settings, _, launchpad, db = _clients()
+            fail(f"{path}: the file name must end in {suffix}", code=2)
+    on = clients()
     key = rank.value
-    with Progress(console=console, transient=True) as bar:
+    with Progress(console=_common.console, transient=True) as bar:
         task = bar.add_task("analysing finished candidates", total=None)
         rows = candidate_rows(
-            db, launchpad, screen, settings.DOCS_COLLECTION,
+            on.db, on.launchpad, screen, on.settings.DOCS_COLLECTION,
             lambda name: bar.update(task, advance=1, description=f"analysed {name}"),
         )
     if not rows:
-        console.print(f"[red]no screen named {screen!r}[/red]")
+        show(f"[red]no screen named {screen!r}[/red]")
         raise typer.Exit(code=1)
     rows = rank_rows(rows, key, reverse)
     table = Table(
@@ -201,11 +177,11 @@ def results_command(
             _fmt(r.bond_change_total), _fmt(r.haml_cpu_h_per_ps),
             _fmt(r.aimd_cpu_h_per_ps), _fmt(r.speedup, ".3g"),
         )
-    console.print(table)
+    show(table)
     for path in (csv, json_path):
         if path is not None:
             export(rows, path, screen, key, reverse)
-            console.print(f"wrote {path}")
+            show(f"wrote {path}")
 
 
 def worker_command(
@@ -227,7 +203,7 @@ def worker_command(
 
     The same as `rlaunch -l LAUNCHPAD -w FWORKER rapidfire`, on a LaunchPad whose
     id counters stay unique when several workers use the embedded database at
-    once (haml_flows.screening.launchpad). Use it in my_qadapter.yaml's
+    once (haml_flows.database.launchpad). Use it in my_qadapter.yaml's
     rocket_launch on clusters that use the embedded server.
     """
     import json
@@ -235,13 +211,17 @@ def worker_command(
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import rapidfire
 
-    from haml_flows.screening.launchpad import AtomicIdLaunchPad
+    from haml_flows.database.launchpad import AtomicIdLaunchPad
+    from haml_flows.engines.commands import fworker_file_env
 
     if launchpad_file is not None:
         launchpad = AtomicIdLaunchPad.from_file(str(launchpad_file))
     else:
-        launchpad = _clients()[2]
-    worker = FWorker.from_file(str(fworker_file)) if fworker_file else FWorker(name="haml_worker")
+        launchpad = clients().launchpad
+    if fworker_file:
+        worker = FWorker.from_file(str(fworker_file))
+    else:  # engine commands from FireWorks' default worker file, as rlaunch reads them
+        worker = FWorker(name="haml_worker", env=fworker_file_env())
     if screen:
         d = worker.to_dict()
         query = json.loads(d["query"]) if isinstance(d["query"], str) else dict(d["query"])

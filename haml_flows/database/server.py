@@ -24,7 +24,7 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
 from haml_flows.database.retry import DatabaseUnavailableError
-from haml_flows.settings import HamlSettings
+from haml_flows.settings import HamlSettings, get_settings
 
 SERVER_COMMAND = "secantusd-py"
 PID_FILE = "server.pid"
@@ -104,7 +104,7 @@ def ensure_database(settings: HamlSettings | None = None) -> str:
     DatabaseUnavailableError
         When an external MongoDB (``MONGODB_URI``) does not answer.
     """
-    settings = settings or HamlSettings()
+    settings = get_settings(settings)
     uri = settings.mongodb_uri
     if settings.uses_embedded_server:
         server = EmbeddedServer(settings)
@@ -169,7 +169,7 @@ class EmbeddedServer:
     """Start, stop and inspect the embedded SecantusDB server of a data directory."""
 
     def __init__(self, settings: HamlSettings | None = None) -> None:
-        self.settings = settings or HamlSettings()
+        self.settings = get_settings(settings)
         self.host = self.settings.DB_HOST
         self.port = self.settings.DB_PORT
         self.data_dir = self.settings.db_dir.resolve()

@@ -12,7 +12,8 @@ URI and no password: each worker connects with its own settings.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import inspect
 from typing import TYPE_CHECKING, Any
 
 import gridfs
@@ -25,7 +26,7 @@ from haml_flows.database.retry import (
     call_with_retry,
 )
 from haml_flows.database.server import mask_uri
-from haml_flows.settings import HamlSettings
+from haml_flows.settings import HamlSettings, get_settings
 
 if TYPE_CHECKING:
     from fireworks import LaunchPad
@@ -33,17 +34,43 @@ if TYPE_CHECKING:
     from pymongo.database import Database
 
 
-class _SettingsConnection:
-    """Mixin: connect with the settings and retry every call on outages."""
+def _retrying(original, what: str):
+    """``original`` retried while the database is away; a query is read whole first."""
 
+    @functools.wraps(original)
+    def method(self, *args: Any, **kwargs: Any):
+        if inspect.isgeneratorfunction(original):
+            return iter(self._retry(lambda: list(original(self, *args, **kwargs)), what))
+        return self._retry(lambda: original(self, *args, **kwargs), what)
+
+    return method
+
+
+class _SettingsConnection:
+    """Mixin: connect with the settings and retry the calls in ``RETRIED`` on outages.
+
+    ``RETRIED`` maps a method of the maggma store that follows this mixin to
+    what it does, for the message when the database stays away.
+    """
+
+    RETRIED: dict[str, str] = {}
     _haml_settings: HamlSettings | None = None
     outage: DatabaseUnavailableError | None = None
+
+    def __init__(self, database: str, collection_name: str, **kwargs: Any) -> None:
+        super().__init__(database=database, collection_name=collection_name, **kwargs)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        store = super(_SettingsConnection, cls)
+        for name, what in cls.RETRIED.items():
+            setattr(cls, name, _retrying(getattr(store, name), what))
 
     @property
     def settings(self) -> HamlSettings:
         """The settings given to :func:`make_job_store`, else this process's."""
         if self._haml_settings is None:
-            self._haml_settings = HamlSettings()
+            self._haml_settings = get_settings()
         return self._haml_settings
 
     def _client(self) -> MongoClient:
@@ -74,44 +101,19 @@ class SettingsMongoStore(_SettingsConnection, MongoStore):
     or repeated write replaces the document instead of adding a second one.
     """
 
-    def __init__(self, database: str, collection_name: str, **kwargs: Any) -> None:
-        super().__init__(database=database, collection_name=collection_name, **kwargs)
+    RETRIED = {
+        "update": "writing documents",
+        "query": "reading documents",
+        "count": "counting",
+        "distinct": "reading documents",
+        "remove_docs": "removing documents",
+        "ensure_index": "creating an index",
+    }
 
     def connect(self, force_reset: bool = False) -> None:
         """Open a client with the settings' URI, credentials and TLS options."""
         if self._coll is None or force_reset:
             self._coll = self._client()[self.database][self.collection_name]
-
-    def update(self, docs, key=None) -> None:
-        """Upsert ``docs``; retried while the database is away."""
-        self._retry(lambda: MongoStore.update(self, docs, key=key), "writing documents")
-
-    def query(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
-        """Documents matching the query; retried while the database is away."""
-        docs = self._retry(
-            lambda: list(MongoStore.query(self, *args, **kwargs)), "reading documents"
-        )
-        yield from docs
-
-    def count(self, *args: Any, **kwargs: Any) -> int:
-        """Number of matching documents; retried while the database is away."""
-        return self._retry(lambda: MongoStore.count(self, *args, **kwargs), "counting")
-
-    def distinct(self, *args: Any, **kwargs: Any) -> list:
-        """Distinct values; retried while the database is away."""
-        return self._retry(
-            lambda: MongoStore.distinct(self, *args, **kwargs), "reading documents"
-        )
-
-    def remove_docs(self, criteria: dict) -> None:
-        """Remove matching documents; retried while the database is away."""
-        self._retry(lambda: MongoStore.remove_docs(self, criteria), "removing documents")
-
-    def ensure_index(self, *args: Any, **kwargs: Any) -> bool:
-        """Create an index; retried while the database is away."""
-        return self._retry(
-            lambda: MongoStore.ensure_index(self, *args, **kwargs), "creating an index"
-        )
 
 
 class SettingsGridFSStore(_SettingsConnection, GridFSStore):
@@ -121,8 +123,13 @@ class SettingsGridFSStore(_SettingsConnection, GridFSStore):
     so an interrupted write never leaves a key without data.
     """
 
-    def __init__(self, database: str, collection_name: str, **kwargs: Any) -> None:
-        super().__init__(database=database, collection_name=collection_name, **kwargs)
+    RETRIED = {
+        "update": "writing large data",
+        "query": "reading large data",
+        "count": "counting",
+        "remove_docs": "removing large data",
+        "ensure_index": "creating an index",
+    }
 
     def connect(self, force_reset: bool = False) -> None:
         """Open GridFS with the settings' URI, credentials and TLS options."""
@@ -135,38 +142,6 @@ class SettingsGridFSStore(_SettingsConnection, GridFSStore):
             self._fs.key = self.key
             self._chunks_collection = db[f"{self.collection_name}.chunks"]
 
-    def update(self, docs, key=None, additional_metadata=None) -> None:
-        """Store ``docs`` as GridFS files; retried while the database is away."""
-        self._retry(
-            lambda: GridFSStore.update(
-                self, docs, key=key, additional_metadata=additional_metadata
-            ),
-            "writing large data",
-        )
-
-    def query(self, *args: Any, **kwargs: Any) -> Iterator[dict]:
-        """Files matching the query; retried while the database is away."""
-        docs = self._retry(
-            lambda: list(GridFSStore.query(self, *args, **kwargs)), "reading large data"
-        )
-        yield from docs
-
-    def count(self, *args: Any, **kwargs: Any) -> int:
-        """Number of matching files; retried while the database is away."""
-        return self._retry(lambda: GridFSStore.count(self, *args, **kwargs), "counting")
-
-    def remove_docs(self, criteria: dict) -> None:
-        """Remove matching files; retried while the database is away."""
-        self._retry(
-            lambda: GridFSStore.remove_docs(self, criteria), "removing large data"
-        )
-
-    def ensure_index(self, *args: Any, **kwargs: Any) -> bool:
-        """Create an index; retried while the database is away."""
-        return self._retry(
-            lambda: GridFSStore.ensure_index(self, *args, **kwargs), "creating an index"
-        )
-
 
 def make_job_store(settings: HamlSettings | None = None) -> JobStore:
     """Return a JobStore: documents in MongoDB, large data in the GridFS ``data`` store.
@@ -176,7 +151,7 @@ def make_job_store(settings: HamlSettings | None = None) -> JobStore:
     """
     from jobflow import JobStore
 
-    settings = settings or HamlSettings()
+    settings = get_settings(settings)
     docs_store = SettingsMongoStore(
         settings.DATABASE, settings.DOCS_COLLECTION, key="uuid"
     )
@@ -202,9 +177,9 @@ def make_launchpad(settings: HamlSettings | None = None) -> LaunchPad:
     (``AtomicIdLaunchPad``), so that several workers on the embedded server
     never share a Firework or launch id; on MongoDB it behaves identically.
     """
-    from haml_flows.screening.launchpad import AtomicIdLaunchPad
+    from haml_flows.database.launchpad import AtomicIdLaunchPad
 
-    settings = settings or HamlSettings()
+    settings = get_settings(settings)
     return AtomicIdLaunchPad(
         host=settings.mongodb_uri,
         name=settings.DATABASE,
@@ -215,6 +190,6 @@ def make_launchpad(settings: HamlSettings | None = None) -> LaunchPad:
 
 def connect(settings: HamlSettings | None = None) -> Database:
     """Return the pymongo database, for queries that need no jobflow machinery."""
-    settings = settings or HamlSettings()
+    settings = get_settings(settings)
     client: MongoClient = MongoClient(settings.mongodb_uri, **settings.client_kwargs())
     return client[settings.DATABASE]

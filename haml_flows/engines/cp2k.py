@@ -26,26 +26,30 @@ from ase.io import read
 from atomate2.cp2k.files import write_cp2k_input_set
 from atomate2.cp2k.run import run_cp2k
 from atomate2.cp2k.sets.core import MDSetGenerator
-from jobflow import Maker, job
+from jobflow import job
 from pymatgen.core import Structure
-from pymatgen.core.trajectory import Trajectory
 from pymatgen.io.cp2k.inputs import BasisFile, Keyword, PotentialFile, Section
 
-from haml_flows.engines.choice import COMMANDS, require_command
+from haml_flows.engines.commands import CP2K
 from haml_flows.engines.frames import (
-    aimd_segment_doc,
+    SegmentFrames,
     atoms_with_velocities,
     bare_structure,
     measure_cost,
 )
-from haml_flows.engines.vasp import seeded_velocities
+from haml_flows.engines.reference import (
+    DEFAULTS,
+    ExternalAimdSegmentMaker,
+    segment_settings,
+)
 from haml_flows.schemas import AimdSegmentDoc
+from haml_flows.settings import get_settings
+from haml_flows.spec import ReferenceSpec
 
 AU_VELOCITY = units.Bohr / (units._aut * units.second)
 """CP2K's velocity unit (bohr per atomic time unit) in ASE units."""
 HARTREE_PER_BOHR = units.Hartree / units.Bohr
 PROJECT = "CP2K"
-CP2K_COMMAND = COMMANDS[("reference.engine", "cp2k")]
 
 
 class Cp2kInputError(ValueError):
@@ -125,7 +129,7 @@ class HamlCp2kMDSetGenerator(MDSetGenerator):
     """atomate2's CP2K MD input set plus D3, incoming velocities and their output."""
 
     d3_parameter_file: str = "dftd3.dat"
-    thermostat_time: float = 25.0
+    thermostat_time: float = DEFAULTS.thermostat_time
 
     def get_input_set(self, structure: Structure = None, *args, **kwargs):
         """The input set; velocities come from the ``velocities`` site property."""
@@ -144,7 +148,7 @@ class HamlCp2kMDSetGenerator(MDSetGenerator):
         return input_set
 
 
-def read_cp2k_md(directory: str | Path, time_step: float) -> dict:
+def read_cp2k_md(directory: str | Path, time_step: float) -> SegmentFrames:
     """Frames (energy, forces), final state and temperatures of a CP2K MD run."""
     directory = Path(directory)
     positions = read(directory / f"{PROJECT}-pos-1.xyz", index=":", format="xyz")
@@ -172,16 +176,15 @@ def read_cp2k_md(directory: str | Path, time_step: float) -> dict:
         structures.append(structure)
     final = structures[-1].copy()
     final.add_site_property("velocities", properties[-1]["velocities"])
-    return {
-        "trajectory": Trajectory.from_structures(
-            structures, frame_properties=properties, constant_lattice=True
-        ),
-        "structure": final,
-        "n_steps": int(energy_table[n - 1, 0]),
-        "simulated_fs": float(energy_table[n - 1, 1]),
-        "temperature_start": properties[0]["temperature"],
-        "temperature_end": float(atoms_with_velocities(final).get_temperature()),
-    }
+    return SegmentFrames(
+        structures=structures,
+        properties=properties,
+        structure=final,
+        n_steps=int(energy_table[n - 1, 0]),
+        simulated_fs=float(energy_table[n - 1, 1]),
+        temperature_start=properties[0]["temperature"],
+        temperature_end=float(atoms_with_velocities(final).get_temperature()),
+    )
 
 
 def _final_cell(directory: Path) -> np.ndarray:
@@ -192,30 +195,34 @@ def _final_cell(directory: Path) -> np.ndarray:
 
 
 @dataclass
-class Cp2kAimdSegmentMaker(Maker):
+class Cp2kAimdSegmentMaker(ExternalAimdSegmentMaker):
     """One NVT Nose-Hoover AIMD segment on CP2K (PBE + GTH + D3), under custodian.
 
-    ``cp2k_cmd`` is a command (``"srun cp2k.psmp"``) or ``">>cp2k_cmd<<"``;
-    ``data_dir`` holds CP2K's BASIS_MOLOPT, GTH_POTENTIALS and dftd3.dat.
+    The command is ``HAML_CP2K_CMD`` read on the worker (a command such as
+    ``"srun cp2k.psmp"`` or ``">>cp2k_cmd<<"``); ``cp2k_cmd`` overrides it.
+    ``data_dir`` holds CP2K's BASIS_MOLOPT, GTH_POTENTIALS and dftd3.dat
+    (None: ``HAML_CP2K_DATA_DIR`` of the worker).
     ``input_updates`` go to atomate2's input generator (e.g. ``cutoff``).
     """
 
     name: str = "aimd segment (cp2k)"
-    n_steps: int = 20
-    time_step: float = 1.0
-    temperature: float = 300.0
-    thermostat_time: float = 25.0
-    mb_velocity_seed: int | None = 42
-    cp2k_cmd: str | None = ">>cp2k_cmd<<"
-    data_dir: str = "/usr/share/cp2k"
+    thermostat_time: float = DEFAULTS.thermostat_time
+    cp2k_cmd: str | None = None
+    data_dir: str | None = None
     basis: str = "DZVP-MOLOPT-SR-GTH"
     cutoff: float = 400.0
     input_updates: dict = field(default_factory=dict)
     run_cp2k_kwargs: dict = field(default_factory=dict)
     engine_name: str = "CP2K PBE+D3"
 
+    @classmethod
+    def from_spec(cls, reference: ReferenceSpec) -> Cp2kAimdSegmentMaker:
+        """The segment a spec's ``reference`` section asks for."""
+        return cls(**segment_settings(reference), thermostat_time=reference.thermostat_time)
+
     def input_set_generator(self, structure: Structure) -> HamlCp2kMDSetGenerator:
         """atomate2's CP2K MD generator with this segment's settings."""
+        data_dir = self.data_dir or get_settings().CP2K_DATA_DIR
         elements = sorted({site.specie.symbol for site in structure})
         settings = {
             "activate_motion": {
@@ -231,24 +238,21 @@ class Cp2kAimdSegmentMaker(Maker):
             "spin_polarized": False,
             "cutoff": self.cutoff,
             "basis_and_potential": basis_and_potential(
-                elements, self.data_dir, basis=self.basis
+                elements, data_dir, basis=self.basis
             ),
             **self.input_updates,
         }
         return HamlCp2kMDSetGenerator(
             user_input_settings=settings,
             user_kpoints_settings={"reciprocal_density": 0},
-            d3_parameter_file=str(Path(self.data_dir) / "dftd3.dat"),
+            d3_parameter_file=str(Path(data_dir) / "dftd3.dat"),
             thermostat_time=self.thermostat_time,
         )
 
     def prepared_structure(self, structure: Structure) -> Structure:
         """The structure with velocities (ASE units), drawn if missing."""
-        velocities = structure.site_properties.get("velocities")
-        if velocities is None:
-            velocities = seeded_velocities(structure, self.temperature, self.mb_velocity_seed)
         prepared = bare_structure(structure)
-        prepared.add_site_property("velocities", np.asarray(velocities, dtype=float).tolist())
+        prepared.add_site_property("velocities", self.start_velocities(structure).tolist())
         return prepared
 
     def write_inputs(self, structure: Structure, directory: str | Path = ".") -> None:
@@ -263,9 +267,9 @@ class Cp2kAimdSegmentMaker(Maker):
     @job(data=["trajectory"])
     def make(self, structure: Structure) -> AimdSegmentDoc:
         """Write the inputs, run CP2K under custodian and read the segment back."""
-        command = require_command(self.cp2k_cmd, CP2K_COMMAND)
+        command = CP2K.require(self.cp2k_cmd)
         with measure_cost() as meter:
             self.write_inputs(structure)
             run_cp2k(**{**self.run_cp2k_kwargs, "cp2k_cmd": command})
-            result = read_cp2k_md(Path.cwd(), self.time_step)
-        return aimd_segment_doc(self.engine_name, result, self.time_step, meter.cost)
+            segment = read_cp2k_md(Path.cwd(), self.time_step)
+        return segment.aimd_doc(self.engine_name, self.time_step, meter.cost)

@@ -14,11 +14,13 @@ from contextlib import contextmanager
 import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
+from pydantic import BaseModel, Field
 from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
 from pymatgen.io.ase import AseAtomsAdaptor
 
 from haml_flows.schemas import AimdSegmentDoc, StageCost
+from haml_flows.spec import MlpMdSpec
 
 
 def bare_structure(structure: Structure) -> Structure:
@@ -45,33 +47,25 @@ def atoms_with_velocities(structure: Structure) -> Atoms:
     return atoms
 
 
-START_TEMPERATURE_FACTOR = 1.5
-"""An MLP-MD start frame above this multiple of the target is cooled to it:
-AIMD from a strained MLP-MD end frame turns the potential's energy error into
-heat (40 meV/atom is about 300 K); left alone, it compounds over cycles."""
+def mlpmd_start(structure: Structure, mlpmd: MlpMdSpec) -> tuple[Structure, float | None]:
+    """The frame an MLP-MD segment starts from: the AIMD's, cooled if too hot.
 
-
-def cap_start_temperature(
-    structure: Structure, temperature: float, factor: float
-) -> tuple[Structure, float | None]:
-    """The structure with its velocities scaled down to ``temperature`` if too hot.
-
-    A structure whose kinetic temperature is above ``factor`` x
-    ``temperature`` gets velocities scaled to ``temperature`` (directions
-    kept); the second value is the temperature it had, or None when it was
-    left alone (also without velocities).
+    A frame whose kinetic temperature is above ``mlpmd.start_temperature_factor``
+    x ``mlpmd.temperature`` gets its velocities scaled to the target
+    (directions kept); the second value is the temperature it had, or None
+    when it was left alone.
     """
     velocities = structure.site_properties.get("velocities")
     if velocities is None:
-        return structure, None
-    atoms = atoms_with_velocities(structure)
-    current = float(atoms.get_temperature())
-    if current <= factor * temperature:
+        raise ValueError("MLP-MD needs a structure with 'velocities' from AIMD")
+    target = mlpmd.temperature
+    current = float(atoms_with_velocities(structure).get_temperature())
+    if current <= mlpmd.start_temperature_factor * target:
         return structure, None
     scaled = structure.copy()
     scaled.add_site_property(
         "velocities",
-        (np.asarray(velocities, dtype=float) * np.sqrt(temperature / current)).tolist(),
+        (np.asarray(velocities, dtype=float) * np.sqrt(target / current)).tolist(),
     )
     return scaled, current
 
@@ -129,22 +123,42 @@ def measure_cost() -> Iterator[CostMeter]:
         )
 
 
-def aimd_segment_doc(
-    engine: str, result: dict, time_step: float, cost: StageCost
-) -> AimdSegmentDoc:
-    """The AimdSegmentDoc of an external engine's segment read back from its files.
+class SegmentFrames(BaseModel):
+    """An MD segment read back from an external engine's files (VASP, CP2K, LAMMPS)."""
 
-    ``result`` holds structure, trajectory, n_steps, simulated_fs and the
-    first and last temperature, as the VASP and CP2K readers return them.
-    """
-    return AimdSegmentDoc(
-        engine=engine,
-        structure=result["structure"],
-        trajectory=result["trajectory"],
-        n_steps=result["n_steps"],
-        time_step_fs=time_step,
-        simulated_fs=result["simulated_fs"],
-        temperature_start=result["temperature_start"],
-        temperature_end=result["temperature_end"],
-        cost=cost,
+    structures: list[Structure] = Field(description="The saved frames, in order.")
+    properties: list[dict] = Field(
+        description="Per saved frame: energy, forces, stress, temperature, "
+        "velocities, step, as the engine reports them."
     )
+    structure: Structure = Field(
+        description="The state handed over; site property 'velocities' in ASE units."
+    )
+    n_steps: int = Field(description="MD steps run.")
+    simulated_fs: float = Field(description="Simulated time, fs.")
+    temperature_start: float = Field(description="Temperature of the first frame, K.")
+    temperature_end: float = Field(description="Temperature of the state handed over, K.")
+    cpu_seconds: float | None = Field(
+        None, description="CPU seconds the engine reported (all ranks); None: not reported."
+    )
+    cores: int | None = Field(None, description="Cores the engine reported.")
+
+    def trajectory(self) -> Trajectory:
+        """The saved frames with their properties."""
+        return Trajectory.from_structures(
+            self.structures, frame_properties=self.properties, constant_lattice=True
+        )
+
+    def aimd_doc(self, engine: str, time_step: float, cost: StageCost) -> AimdSegmentDoc:
+        """The AimdSegmentDoc of this segment."""
+        return AimdSegmentDoc(
+            engine=engine,
+            structure=self.structure,
+            trajectory=self.trajectory(),
+            n_steps=self.n_steps,
+            time_step_fs=time_step,
+            simulated_fs=self.simulated_fs,
+            temperature_start=self.temperature_start,
+            temperature_end=self.temperature_end,
+            cost=cost,
+        )

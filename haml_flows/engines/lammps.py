@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,29 +33,26 @@ from ase.data import chemical_symbols
 from ase.io.lammpsdata import write_lammps_data
 from jobflow import Maker, job
 from pymatgen.core import Structure
-from pymatgen.core.trajectory import Trajectory
 from pymatgen.io.lammps.outputs import parse_lammps_dumps
 
-from haml_flows.engines.choice import COMMANDS, require_command
+from haml_flows.engines.commands import LMP, MLP, failure_message, run_command
 from haml_flows.engines.frames import (
-    START_TEMPERATURE_FACTOR,
+    SegmentFrames,
     atoms_with_velocities,
-    cap_start_temperature,
     measure_cost,
+    mlpmd_start,
     structure_with_velocities,
 )
+from haml_flows.engines.mlip import calc_grade_with_mlp, run_mlp
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.grade import load_potential, mtp_calculator
-from haml_flows.mtp.mlip_binary import calc_grade_with_mlp, run_mlp
 from haml_flows.schemas import MlpMdDoc
+from haml_flows.spec import MlpMdSpec
 
 BREAK_EXIT_STATUS = 8
 BREAK_MESSAGE = re.compile(r"Breaking threshold exceeded \(MV-grade:\s*([-+0-9.eE]+)\)")
 ANGSTROM_PER_PS = 1.0 / (1000.0 * units.fs)
 """One Angstrom/ps (LAMMPS metal units) in ASE velocity units."""
-TAIL_LINES = 20
-LMP_COMMAND = COMMANDS[("mlpmd.engine", "lammps")]
-MLP_COMMAND = COMMANDS[("mtp.engine", "mlip")]
 
 
 class LammpsError(RuntimeError):
@@ -132,32 +128,20 @@ def lmp_arguments(lmp_cmd: str) -> list[str]:
     return words
 
 
-def _tail(text: str) -> str:
-    return "\n".join(text.strip().splitlines()[-TAIL_LINES:]) or "(no output)"
-
-
 def run_lammps(lmp_cmd: str, directory: Path) -> float | None:
     """Run LAMMPS; return the breaking grade, None for a run to the end."""
-    command = lmp_arguments(lmp_cmd)
-    try:
-        proc = subprocess.run(
-            command, cwd=directory, capture_output=True, text=True, check=False
-        )
-    except FileNotFoundError as exc:
-        raise LammpsError(f"`{shlex.join(command)}` could not start: {exc}") from exc
-    (directory / "lmp.out").write_text(proc.stdout)
-    (directory / "lmp.err").write_text(proc.stderr)
+    proc = run_command(
+        lmp_arguments(lmp_cmd), directory, error=LammpsError,
+        allowed_status=(0, BREAK_EXIT_STATUS), keep_output_as="lmp",
+    )
+    if proc.returncode == 0:
+        return None
     log = directory / "log.lammps"
     text = proc.stdout + proc.stderr + (log.read_text() if log.exists() else "")
     found = BREAK_MESSAGE.findall(text)
-    if proc.returncode == 0:
-        return None
-    if proc.returncode == BREAK_EXIT_STATUS and found:
-        return float(found[-1])
-    raise LammpsError(
-        f"`{shlex.join(command)}` failed with exit status {proc.returncode}:\n"
-        f"{_tail(proc.stderr) if proc.stderr.strip() else _tail(proc.stdout)}"
-    )
+    if not found:
+        raise LammpsError(failure_message(proc))
+    return float(found[-1])
 
 
 def read_dump_frames(path: Path, symbols: list[str]) -> list[tuple[int, Atoms]]:
@@ -216,31 +200,25 @@ def read_thermo(path: Path) -> dict[int, dict]:
 class LammpsMlpMdMaker(Maker):
     """One NVT Nose-Hoover MLP-MD segment in LAMMPS + MLIP, stopped at γ > γ_break.
 
-    Same fields as the ASE maker; ``gamma_every`` is not used (MLIP grades
-    every step inside LAMMPS). ``lmp_cmd`` and ``mlp_cmd`` are commands or
-    ``">>lmp_cmd<<"`` / ``">>mlp_cmd<<"`` for the FireWorker's env;
-    ``select_threshold`` is MLIP's ``select:threshold`` (frames above it go
-    to preselected.cfg).
+    ``mlpmd`` is the spec's section, as for the ASE maker; ``gamma_every`` and
+    the collapse guard's thresholds do not apply (MLIP grades every step inside
+    LAMMPS and stops at its own γ break). The commands are read on the worker
+    (``HAML_LMP_CMD``, ``HAML_MLP_CMD``); ``lmp_cmd`` and ``mlp_cmd`` override
+    them. ``select_threshold`` is MLIP's ``select:threshold`` (frames above it
+    go to preselected.cfg).
     """
 
     name: str = "mlpmd segment (lammps)"
-    time_step: float = 0.5
-    max_steps: int = 2000
-    gamma_break: float = 10.0
-    gamma_every: int = 1
-    temperature: float = 300.0
-    thermostat_time: float = 25.0
-    save_interval: int = 10
-    seed: int = 0
+    mlpmd: MlpMdSpec = field(default_factory=MlpMdSpec)
     select_threshold: float = 2.0
-    start_temperature_factor: float = START_TEMPERATURE_FACTOR
-    lmp_cmd: str | None = ">>lmp_cmd<<"
-    mlp_cmd: str | None = ">>mlp_cmd<<"
+    lmp_cmd: str | None = None
+    mlp_cmd: str | None = None
 
     def write_inputs(
         self, directory: Path, structure: Structure, potential: str, training_set: str
     ) -> list[str]:
         """Write pot.mtp, train.cfg, mlip.ini, data.lammps, in.lammps; return symbols."""
+        md = self.mlpmd
         species = [int(z) for z in load_potential(potential).species]
         symbols = [chemical_symbols[z] for z in species]
         missing = sorted({s.specie.symbol for s in structure} - set(symbols))
@@ -249,9 +227,7 @@ class LammpsMlpMdMaker(Maker):
         (directory / "pot.mtp").write_text(potential)
         frames = cfg_to_frames(training_set)
         (directory / "train.cfg").write_text(frames_to_cfg(frames, species=species))
-        (directory / "mlip.ini").write_text(
-            mlip_ini(self.gamma_break, self.select_threshold)
-        )
+        (directory / "mlip.ini").write_text(mlip_ini(md.gamma_break, self.select_threshold))
         atoms = lammps_frame(atoms_with_velocities(structure))
         with open(directory / "data.lammps", "w") as handle:
             write_lammps_data(
@@ -259,10 +235,7 @@ class LammpsMlpMdMaker(Maker):
                 units="metal", atom_style="atomic",
             )
         (directory / "in.lammps").write_text(
-            in_lammps(
-                symbols, self.time_step, self.temperature, self.thermostat_time,
-                self.max_steps,
-            )
+            in_lammps(symbols, md.time_step, md.temperature, md.thermostat_time, md.max_steps)
         )
         return symbols
 
@@ -271,13 +244,10 @@ class LammpsMlpMdMaker(Maker):
         self, structure: Structure, potential: str, training_set: str
     ) -> MlpMdDoc:
         """Run LAMMPS from the structure's positions and velocities until a stop rule."""
-        if "velocities" not in structure.site_properties:
-            raise ValueError("MLP-MD needs a structure with 'velocities' from AIMD")
-        lmp_cmd = require_command(self.lmp_cmd, LMP_COMMAND)
-        mlp_cmd = require_command(self.mlp_cmd, MLP_COMMAND)
-        structure, cooled_from = cap_start_temperature(
-            structure, self.temperature, self.start_temperature_factor
-        )
+        md = self.mlpmd
+        structure, cooled_from = mlpmd_start(structure, md)
+        lmp_cmd = LMP.require(self.lmp_cmd)
+        mlp_cmd = MLP.require(self.mlp_cmd)
         directory = Path.cwd()
         with measure_cost() as meter:
             symbols = self.write_inputs(directory, structure, potential, training_set)
@@ -290,37 +260,35 @@ class LammpsMlpMdMaker(Maker):
             )
             gamma_seconds = time.perf_counter() - gamma_wall
             broke_at = run_lammps(lmp_cmd, directory)
-            doc_parts = self._read_back(directory, symbols, structure, broke_at, potential)
+            segment = self._read_back(directory, symbols, structure, broke_at, potential)
             gamma_wall = time.perf_counter()
-            saved = doc_parts.pop("saved_atoms")
+            saved = [atoms_with_velocities(frame) for frame in segment.structures]
             grades = calc_grade_with_mlp(
                 potential, cfg_to_frames(training_set), saved, mlp_cmd
             ) if saved else []
             gamma_seconds += time.perf_counter() - gamma_wall
-        steps = [p["step"] for p in doc_parts["properties"]]
-        history = [[float(s), float(g)] for s, g in zip(steps, grades)]
-        for props, grade in zip(doc_parts["properties"], grades):
+        history = [
+            [float(props["step"]), float(grade)]
+            for props, grade in zip(segment.properties, grades)
+        ]
+        for props, grade in zip(segment.properties, grades):
             props["gamma"] = float(grade)
         if broke_at is not None:
-            history.append([float(doc_parts["n_steps"] + 1), broke_at])
+            history.append([float(segment.n_steps + 1), broke_at])
         gammas = [g for _, g in history]
-        properties = doc_parts["properties"]
         return MlpMdDoc(
             engine="lammps+mlip",
-            structure=doc_parts["structure"],
-            trajectory=Trajectory.from_structures(
-                doc_parts["structures"], frame_properties=properties,
-                constant_lattice=True,
-            ),
+            structure=segment.structure,
+            trajectory=segment.trajectory(),
             gamma_history=history,
-            n_steps=doc_parts["n_steps"],
-            time_step_fs=self.time_step,
-            simulated_fs=doc_parts["n_steps"] * self.time_step,
+            n_steps=segment.n_steps,
+            time_step_fs=md.time_step,
+            simulated_fs=segment.simulated_fs,
             stop_reason="gamma_break" if broke_at is not None else "max_steps",
             gamma_at_stop=broke_at if broke_at is not None else gammas[-1],
             gamma_max=float(np.max(gammas)),
-            temperature_start=float(properties[0]["temperature"]),
-            temperature_end=float(properties[-1]["temperature"]),
+            temperature_start=segment.temperature_start,
+            temperature_end=segment.temperature_end,
             start_cooled_from=cooled_from,
             cost=meter.cost,
             gamma_seconds=gamma_seconds,
@@ -329,7 +297,7 @@ class LammpsMlpMdMaker(Maker):
     def _read_back(
         self, directory: Path, symbols: list[str], structure: Structure,
         broke_at: float | None, potential: str,
-    ) -> dict:
+    ) -> SegmentFrames:
         dump = directory / "dump.lammpstrj"
         has_frames = dump.exists() and dump.stat().st_size > 0
         frames = read_dump_frames(dump, symbols) if has_frames else []
@@ -343,12 +311,10 @@ class LammpsMlpMdMaker(Maker):
             frames = [(0, start)]
             thermo[0] = {"PotEng": float(start.get_potential_energy())}
         last_step = frames[-1][0]
-        kept = [
-            (step, atoms) for step, atoms in frames
-            if step % self.save_interval == 0 or step == last_step
-        ]
-        structures, properties, saved_atoms = [], [], []
-        for step, atoms in kept:
+        structures, properties = [], []
+        for step, atoms in frames:
+            if step % self.mlpmd.save_interval and step != last_step:
+                continue
             if step not in thermo:
                 raise LammpsError(f"log.lammps has no thermo line for step {step}")
             structures.append(structure_with_velocities(atoms))
@@ -360,11 +326,12 @@ class LammpsMlpMdMaker(Maker):
                     "velocities": atoms.get_velocities().tolist(),
                 }
             )
-            saved_atoms.append(atoms)
-        return {
-            "structure": structure_with_velocities(frames[-1][1]),
-            "structures": structures,
-            "properties": properties,
-            "saved_atoms": saved_atoms,
-            "n_steps": last_step,
-        }
+        return SegmentFrames(
+            structures=structures,
+            properties=properties,
+            structure=structure_with_velocities(frames[-1][1]),
+            n_steps=last_step,
+            simulated_fs=last_step * self.mlpmd.time_step,
+            temperature_start=properties[0]["temperature"],
+            temperature_end=properties[-1]["temperature"],
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from ase import units
@@ -20,21 +20,16 @@ from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.frames import (
-    START_TEMPERATURE_FACTOR,
     atoms_with_velocities,
-    cap_start_temperature,
     measure_cost,
+    mlpmd_start,
     structure_with_velocities,
 )
-from haml_flows.faults.collapse import (
-    DISTANCE_MARGIN,
-    MAX_FORCE,
-    TEMPERATURE_FACTOR,
-    CollapseGuard,
-)
+from haml_flows.faults.collapse import CollapseGuard
 from haml_flows.mtp.frames import cfg_to_frames
 from haml_flows.mtp.grade import ActiveSet, GradeError, mtp_calculator
 from haml_flows.schemas import MlpMdDoc
+from haml_flows.spec import MlpMdSpec
 
 logger = logging.getLogger(__name__)
 
@@ -63,29 +58,21 @@ def _active_set(potential: str, training_frames) -> ActiveSet | None:
 
 @dataclass
 class MlpMdMaker(Maker):
-    """One NVT Nose-Hoover MLP-MD segment that hands back at gamma > gamma_break."""
+    """One NVT Nose-Hoover MLP-MD segment that hands back at gamma > gamma_break.
+
+    ``mlpmd`` is the spec's section (time step, step limit, gamma, thermostat,
+    saving, collapse guard); ``seed`` seeds the active set's selection.
+    """
 
     name: str = "mlpmd segment"
-    time_step: float = 0.5
-    max_steps: int = 2000
-    gamma_break: float = 10.0
-    gamma_every: int = 1
-    temperature: float = 300.0
-    thermostat_time: float = 25.0
-    save_interval: int = 10
+    mlpmd: MlpMdSpec = field(default_factory=MlpMdSpec)
     seed: int = 0
-    max_force: float = MAX_FORCE
-    distance_margin: float = DISTANCE_MARGIN
-    temperature_factor: float = TEMPERATURE_FACTOR
-    start_temperature_factor: float = START_TEMPERATURE_FACTOR
 
     @job(data=["trajectory", "gamma_history"])
     def make(
         self, structure: Structure, potential: str, training_set: str
     ) -> MlpMdDoc:
         """Run from the structure's positions and velocities until a stop rule."""
-        if "velocities" not in structure.site_properties:
-            raise ValueError("MLP-MD needs a structure with 'velocities' from AIMD")
         motep_log = logging.getLogger("motep")
         motep_level = motep_log.level
         # motep warns at every step closer than min_dist; the grade reports it
@@ -96,39 +83,47 @@ class MlpMdMaker(Maker):
             motep_log.setLevel(motep_level)
 
     def _run(self, structure: Structure, potential: str, training_set: str) -> MlpMdDoc:
-        structure, cooled_from = cap_start_temperature(
-            structure, self.temperature, self.start_temperature_factor
-        )
+        md = self.mlpmd
+        structure, cooled_from = mlpmd_start(structure, md)
         with measure_cost() as meter:
             with measure_cost() as setup:
                 training_frames = cfg_to_frames(training_set)
                 active_set = _active_set(potential, training_frames)
             atoms = atoms_with_velocities(structure)
-            calc = mtp_calculator(potential, active_set, every=self.gamma_every)
+            calc = mtp_calculator(potential, active_set, every=md.gamma_every)
             atoms.calc = calc
             atoms.set_cell(atoms.cell.standard_form(form="upper")[0], scale_atoms=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 dynamics = NPT(
                     atoms,
-                    timestep=self.time_step * units.fs,
-                    temperature_K=self.temperature,
-                    ttime=self.thermostat_time * units.fs,
+                    timestep=md.time_step * units.fs,
+                    temperature_K=md.temperature,
+                    ttime=md.thermostat_time * units.fs,
                     pfactor=None,
                 )
             guard = CollapseGuard.for_training_set(
-                atoms, training_frames, self.temperature, max_force=self.max_force,
-                distance_margin=self.distance_margin,
-                temperature_factor=self.temperature_factor,
+                atoms, training_frames, md.temperature, max_force=md.max_force,
+                distance_margin=md.distance_margin,
+                temperature_factor=md.temperature_factor,
             )
+
+            def record(step: int) -> tuple[Structure, dict]:
+                return structure_with_velocities(atoms), {
+                    "step": step,
+                    "energy": float(atoms.get_potential_energy()),
+                    "temperature": float(atoms.get_temperature()),
+                    "gamma": float(calc.last_gamma),
+                    "velocities": atoms.get_velocities().tolist(),
+                }
+
             collapse = None
-            frames: list[Structure] = []
-            properties: list[dict] = []
+            saved: list[tuple[Structure, dict]] = []
             gamma_history: list[list[float]] = []
             seen_evaluations = 0
             stop_reason = "max_steps"
             step = 0
-            for step, _ in enumerate(dynamics.irun(steps=self.max_steps)):
+            for step, _ in enumerate(dynamics.irun(steps=md.max_steps)):
                 collapse = guard.check(step)
                 if collapse:
                     stop_reason = "collapse"
@@ -136,44 +131,28 @@ class MlpMdMaker(Maker):
                 if calc.gamma_evaluations > seen_evaluations:
                     seen_evaluations = calc.gamma_evaluations
                     gamma_history.append([step, float(calc.last_gamma)])
-                broke = calc.last_gamma > self.gamma_break
-                if step % self.save_interval == 0 or broke or step == self.max_steps:
-                    frames.append(structure_with_velocities(atoms))
-                    properties.append(
-                        {
-                            "step": step,
-                            "energy": float(atoms.get_potential_energy()),
-                            "temperature": float(atoms.get_temperature()),
-                            "gamma": float(calc.last_gamma),
-                            "velocities": atoms.get_velocities().tolist(),
-                        }
-                    )
+                broke = calc.last_gamma > md.gamma_break
+                if step % md.save_interval == 0 or broke or step == md.max_steps:
+                    saved.append(record(step))
                 if broke:
                     stop_reason = "gamma_break"
                     break
             if collapse:
                 step = guard.rolled_back_to
-                kept = [i for i, p in enumerate(properties) if p["step"] < step]
-                frames = [frames[i] for i in kept] + [structure_with_velocities(atoms)]
-                properties = [properties[i] for i in kept] + [{
-                    "step": step,
-                    "energy": float(atoms.get_potential_energy()),
-                    "temperature": float(atoms.get_temperature()),
-                    "gamma": float(calc.last_gamma),
-                    "velocities": atoms.get_velocities().tolist(),
-                }]
+                saved = [s for s in saved if s[1]["step"] < step] + [record(step)]
                 gamma_history = [h for h in gamma_history if h[0] <= step]
         gammas = [g for _, g in gamma_history] or [float(calc.last_gamma)]
+        properties = [p for _, p in saved]
         return MlpMdDoc(
             engine="ase+motep",
             structure=structure_with_velocities(atoms),
             trajectory=Trajectory.from_structures(
-                frames, frame_properties=properties, constant_lattice=True
+                [f for f, _ in saved], frame_properties=properties, constant_lattice=True
             ),
             gamma_history=gamma_history,
             n_steps=step,
-            time_step_fs=self.time_step,
-            simulated_fs=step * self.time_step,
+            time_step_fs=md.time_step,
+            simulated_fs=step * md.time_step,
             stop_reason=stop_reason,
             gamma_at_stop=float(calc.last_gamma),
             gamma_max=float(np.max(gammas)),

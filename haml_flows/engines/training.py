@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from jobflow import Maker, job
 from pymatgen.core import Element
 from pymatgen.core.trajectory import Trajectory
 
+from haml_flows.engines.commands import MLP
 from haml_flows.engines.frames import measure_cost, trajectory_frames
+from haml_flows.engines.mlip import train_with_mlp
 from haml_flows.faults.training_fallback import fit_or_keep_previous, held_out_errors
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
-from haml_flows.mtp.mlip_binary import resolve_mlp_cmd, train_with_mlp
 from haml_flows.mtp.training import train_mtp
 from haml_flows.schemas import TrainingDoc
+from haml_flows.spec import MtpSpec
 
 
 @dataclass
@@ -22,17 +24,14 @@ class MtpTrainMaker(Maker):
 
     The training set grows by the new frames every cycle and is stored with
     the potential, so each training sees every reference frame of the run;
-    the previous potential is the starting point of the fit.
+    the previous potential is the starting point of the fit. ``mtp`` is the
+    spec's section: its fields are the fit's settings.
 
-    ``mlp_cmd`` (e.g. ``"mpirun -n 4 mlp"``, or ``">>mlp_cmd<<"`` for the
-    FireWorker's ``env.mlp_cmd``) trains with MLIP's ``mlp train`` instead of
-    motep; ``None`` (or an empty worker entry) uses motep. MLIP runs its own
-    optimizer with its default iteration limit, so ``radial_iterations``,
-    ``rounds``, ``radial_frames`` and ``seed`` apply to motep only. ``radial_frames``
-    caps the frames of the L-BFGS stage (evenly spaced over the run) and
-    ``linear_frames`` those of the linear stages (the newest half and older
-    ones evenly spaced), which keeps a cycle's training time bounded while
-    the training set grows.
+    ``mtp.engine`` 'mlip' trains with MLIP's ``mlp train``, with the command
+    read on the worker (``HAML_MLP_CMD``, or ``mlp_cmd`` here); unset, it is
+    mlip when the worker has an ``mlp`` command and motep otherwise. MLIP runs
+    its own optimizer, so ``radial_iterations``, ``rounds``, ``radial_frames``,
+    ``linear_frames`` and ``seed`` apply to motep only.
 
     A fit that fails, ends with a non-finite loss or does worse on the
     held-out frames than the previous potential is not used: the previous
@@ -40,20 +39,21 @@ class MtpTrainMaker(Maker):
     """
 
     name: str = "mtp training"
-    level: int = 12
-    cutoff: float = 5.0
-    min_dist: float | None = None
-    species: list[str] | None = None
-    radial_iterations: int = 30
-    rounds: int = 1
-    radial_frames: int | None = 20
-    linear_frames: int | None = 100
-    holdout_fraction: float = 0.2
-    energy_weight: float = 1.0
-    force_weight: float = 0.01
-    stress_weight: float = 0.001
-    seed: int = 0
+    mtp: MtpSpec = field(default_factory=MtpSpec)
     mlp_cmd: str | None = None
+
+    def command_setting(self) -> str | None:
+        """The ``mlp`` command setting this job reads here; None: it trains with motep."""
+        if self.mtp.engine == "motep":
+            return None
+        return MLP.setting_value(self.mlp_cmd)
+
+    def _mlp_command(self) -> str | None:
+        if self.mtp.engine == "motep":
+            return None
+        if self.mtp.engine == "mlip":
+            return MLP.require(self.mlp_cmd)
+        return MLP.resolve(self.mlp_cmd)
 
     @job(data=["potential", "training_set"])
     def make(
@@ -63,51 +63,37 @@ class MtpTrainMaker(Maker):
         previous_potential: str | None = None,
     ) -> TrainingDoc:
         """Add the segment's frames to the training set and fit the potential."""
-        species = [Element(s).Z for s in self.species] if self.species else None
+        species = [Element(s).Z for s in self.mtp.species] if self.mtp.species else None
         old_frames = (
             cfg_to_frames(previous_training_set, species=species)
             if previous_training_set
             else []
         )
         frames = old_frames + trajectory_frames(trajectory)
-        common = {
+        settings = {
             "previous": previous_potential,
-            "level": self.level,
             "species": species,
-            "cutoff": self.cutoff,
-            "min_dist": self.min_dist,
-            "holdout_fraction": self.holdout_fraction,
-            "energy_weight": self.energy_weight,
-            "force_weight": self.force_weight,
-            "stress_weight": self.stress_weight,
-            "seed": self.seed,
+            **self.mtp.model_dump(exclude={"engine", "species"}),
         }
-        mlp_cmd = resolve_mlp_cmd(self.mlp_cmd)
+        mlp_cmd = self._mlp_command()
 
         def fit():  # noqa: ANN202
             if mlp_cmd is None:
-                return train_mtp(
-                    frames,
-                    radial_iterations=self.radial_iterations,
-                    rounds=self.rounds,
-                    radial_frames=self.radial_frames,
-                    linear_frames=self.linear_frames,
-                    **common,
-                )
-            return train_with_mlp(frames, mlp_cmd=mlp_cmd, **common)
+                return train_mtp(frames, **settings)
+            return train_with_mlp(frames, mlp_cmd=mlp_cmd, **settings)
 
         with measure_cost() as meter:
             fit_or_kept = fit_or_keep_previous(
                 fit, old_frames, frames, previous_potential,
-                lambda: held_out_errors(frames, **common),
+                lambda: held_out_errors(frames, **settings),
             )
         frames = fit_or_kept.frames
         return TrainingDoc(
             engine="motep" if mlp_cmd is None else "mlip-mlp",
             potential=fit_or_kept.potential,
             training_set=frames_to_cfg(frames),
-            level=self.level,
-            cutoff=self.cutoff,
+            level=self.mtp.level,
+            cutoff=self.mtp.cutoff,
             training_set_size=len(frames),
             n_train=fit_or_kept.n_train,
             n_test=fit_or_kept.n_test,

@@ -34,17 +34,13 @@ from atomate2.vasp.files import write_vasp_input_set
 from atomate2.vasp.jobs.md import MDMaker
 from atomate2.vasp.run import run_vasp
 from atomate2.vasp.sets.core import MDSetGenerator
-from jobflow import Maker, job
+from jobflow import job
 from pymatgen.core import Structure
-from pymatgen.core.trajectory import Trajectory
 from pymatgen.io.vasp import Kpoints, Outcar, Poscar, Vasprun
 
-from haml_flows.engines.choice import COMMANDS, require_command
-from haml_flows.engines.frames import (
-    aimd_segment_doc,
-    atoms_with_velocities,
-    bare_structure,
-)
+from haml_flows.engines.commands import VASP
+from haml_flows.engines.frames import SegmentFrames, atoms_with_velocities, bare_structure
+from haml_flows.engines.reference import ExternalAimdSegmentMaker
 from haml_flows.schemas import AimdSegmentDoc, StageCost
 
 PAPER_INCAR = {
@@ -61,19 +57,6 @@ PAPER_INCAR = {
 """INCAR settings of the paper's AIMD on top of atomate2's MD input set."""
 
 KBAR_TO_EV_A3 = 0.1 * units.GPa
-VASP_COMMAND = COMMANDS[("reference.engine", "vasp")]
-
-
-def seeded_velocities(structure: Structure, temperature: float, seed: int | None):
-    """Maxwell-Boltzmann velocities (ASE units) without centre-of-mass drift."""
-    from ase.md.velocitydistribution import Stationary, thermalize_momenta
-
-    atoms = atoms_with_velocities(bare_structure(structure))
-    thermalize_momenta(
-        atoms, temperature_K=temperature, rng=np.random.default_rng(seed)
-    )
-    Stationary(atoms)
-    return atoms.get_velocities()
 
 
 def kinetic_temperature(kinetic_energy: float, n_atoms: int) -> float:
@@ -141,38 +124,34 @@ def read_vasp_md(directory: str | Path, time_step: float) -> dict:
     )
     stats = Outcar(vasp_file(directory, "OUTCAR")).run_stats
     cores = int(stats.get("cores") or 1)
-    return {
-        "trajectory": Trajectory.from_structures(
-            structures, frame_properties=properties, constant_lattice=True
-        ),
-        "structure": final,
-        "n_steps": len(structures),
-        "simulated_fs": len(structures) * time_step,
-        "temperature_start": properties[0]["temperature"],
+    return SegmentFrames(
+        structures=structures,
+        properties=properties,
+        structure=final,
+        n_steps=len(structures),
+        simulated_fs=len(structures) * time_step,
+        temperature_start=properties[0]["temperature"],
         # the state handed over is CONTCAR's, one step after the last frame
-        "temperature_end": float(atoms_with_velocities(final).get_temperature()),
-        "cpu_seconds": float(stats["Total CPU time used (sec)"]) * cores,
-        "cores": cores,
-    }
+        temperature_end=float(atoms_with_velocities(final).get_temperature()),
+        cpu_seconds=float(stats["Total CPU time used (sec)"]) * cores,
+        cores=cores,
+    )
 
 
 @dataclass
-class VaspAimdSegmentMaker(Maker):
+class VaspAimdSegmentMaker(ExternalAimdSegmentMaker):
     """One NVT Nose-Hoover AIMD segment on VASP (PBE + D3), run by custodian.
 
-    ``vasp_cmd`` is a command (``"srun vasp_std"``) or ``">>vasp_cmd<<"`` for
-    the FireWorker's ``env.vasp_cmd``; it also serves Gamma-only runs unless
-    ``vasp_gamma_cmd`` is given. ``incar_updates`` change the paper's INCAR,
+    The command is ``HAML_VASP_CMD`` read on the worker (a command such as
+    ``"srun vasp_std"`` or ``">>vasp_cmd<<"`` for the FireWorker's
+    ``env.vasp_cmd``); ``vasp_cmd`` overrides it. It also serves Gamma-only
+    runs unless ``vasp_gamma_cmd`` is given. ``incar_updates`` change the paper's INCAR,
     ``write_input_set_kwargs`` and ``run_vasp_kwargs`` go to atomate2's
     ``write_vasp_input_set`` and ``run_vasp`` (e.g. custodian options).
     """
 
     name: str = "aimd segment (vasp)"
-    n_steps: int = 20
-    time_step: float = 1.0
-    temperature: float = 300.0
-    mb_velocity_seed: int | None = 42
-    vasp_cmd: str | None = ">>vasp_cmd<<"
+    vasp_cmd: str | None = None
     vasp_gamma_cmd: str | None = None
     incar_updates: dict = field(default_factory=dict)
     write_input_set_kwargs: dict = field(default_factory=dict)
@@ -197,26 +176,17 @@ class VaspAimdSegmentMaker(Maker):
 
     def prepared_structure(self, structure: Structure) -> Structure:
         """The structure with velocities in VASP's units, drawn if missing."""
-        velocities = structure.site_properties.get("velocities")
-        if velocities is None:
-            velocities = seeded_velocities(
-                structure, self.temperature, self.mb_velocity_seed
-            )
         prepared = bare_structure(structure)
         prepared.add_site_property(
-            "velocities", (np.asarray(velocities, dtype=float) * units.fs).tolist()
+            "velocities", (self.start_velocities(structure) * units.fs).tolist()
         )
         return prepared
 
     @job(data=["trajectory"])
     def make(self, structure: Structure) -> AimdSegmentDoc:
         """Write the inputs, run VASP under custodian and read the segment back."""
-        command = require_command(self.vasp_cmd, VASP_COMMAND)
-        gamma_command = (
-            require_command(self.vasp_gamma_cmd, VASP_COMMAND)
-            if self.vasp_gamma_cmd
-            else command
-        )
+        command = VASP.require(self.vasp_cmd)
+        gamma_command = VASP.require(self.vasp_gamma_cmd) if self.vasp_gamma_cmd else command
         wall = time.perf_counter()
         maker = self.md_maker()
         write_vasp_input_set(
@@ -231,10 +201,10 @@ class VaspAimdSegmentMaker(Maker):
                 "vasp_gamma_cmd": gamma_command,
             }
         )
-        result = read_vasp_md(Path.cwd(), self.time_step)
+        segment = read_vasp_md(Path.cwd(), self.time_step)
         cost = StageCost(
             wall_seconds=time.perf_counter() - wall,
-            cpu_seconds=result["cpu_seconds"],
-            cores=result["cores"],
+            cpu_seconds=segment.cpu_seconds,
+            cores=segment.cores,
         )
-        return aimd_segment_doc(self.engine_name, result, self.time_step, cost)
+        return segment.aimd_doc(self.engine_name, self.time_step, cost)

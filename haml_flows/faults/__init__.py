@@ -5,5 +5,6 @@
   last trusted frame;
 - ``handlers``: custodian error handlers and job for AIMD segments on the
   reference engine (SCF failures, crashes);
-- ``training_fallback``: keeping the previous potential when a training fails.
+- ``training_fallback``: keeping the previous potential when a training fails;
+- ``checks``: the one check/correct loop the guard and the training judge share.
 """

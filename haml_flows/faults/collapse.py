@@ -23,19 +23,10 @@ from ase import Atoms
 from ase.data import covalent_radii
 from custodian.custodian import ErrorHandler
 
+from haml_flows.distances import pair_minimum_distances
+from haml_flows.faults.checks import apply_handlers
 from haml_flows.schemas import FaultCorrection
-
-MAX_FORCE = 50.0
-"""Largest force component (eV/Angstrom) an MD step may show; MD at a few
-hundred K on a trusted potential stays one to two orders of magnitude below."""
-
-DISTANCE_MARGIN = 0.6
-"""A pair is too close below this fraction of its shortest training distance
-(0.6 leaves room for new bonds, e.g. S-S at 2.05 A where the training set's
-shortest S-S is 3.3 A, and flags atoms pressed into each other)."""
-
-TEMPERATURE_FACTOR = 3.0
-"""The temperature has run away above this multiple of the thermostat target."""
+from haml_flows.spec import DISTANCE_MARGIN, MAX_FORCE, TEMPERATURE_FACTOR
 
 RING_SIZE = 10
 """Recent frames kept for a roll-back; the oldest is the one restored."""
@@ -68,45 +59,20 @@ class FrameRing:
         return self.frames[0]
 
 
-def pair_minimum_distances(frames: Sequence[Atoms]) -> dict[tuple[int, int], float]:
-    """Shortest distance of each species pair (Z1 <= Z2) over ``frames``, minimum image."""
-    minima: dict[tuple[int, int], float] = {}
-    for atoms in frames:
-        if len(atoms) < 2:
-            continue
-        distances = atoms.get_all_distances(mic=any(atoms.pbc))
-        numbers = atoms.numbers
-        for a in np.unique(numbers):
-            for b in np.unique(numbers):
-                if a > b:
-                    continue
-                block = distances[np.ix_(numbers == a, numbers == b)]
-                if a == b:
-                    block = block[~np.eye(len(block), dtype=bool)]
-                if block.size:
-                    key = (int(a), int(b))
-                    minima[key] = min(minima.get(key, np.inf), float(block.min()))
-    return minima
-
-
 class _AtomsHandler(ErrorHandler):
-    """A handler that inspects the atoms of a running MD segment."""
+    """A handler that inspects the atoms of a running MD segment (its ``check`` subject)."""
 
     is_monitor = True
     raises_runtime_error = False
 
-    def __init__(self) -> None:
-        self.atoms: Atoms | None = None
-
-    def bind(self, atoms: Atoms) -> None:
-        """Watch ``atoms`` (the dynamics' own object)."""
-        self.atoms = atoms
+    def prepare(self, atoms: Atoms) -> None:
+        """Get ready to watch ``atoms`` (the dynamics' own object) every step."""
 
     def describe(self) -> str:
         """What was found, for the record."""
         raise NotImplementedError
 
-    def correct(self, directory: str = "./") -> dict:
+    def correct(self, atoms: Atoms) -> dict:
         """The roll-back itself is done by the guard, once for all handlers that fired."""
         return {
             "errors": [self.describe()],
@@ -118,14 +84,13 @@ class BadForcesHandler(_AtomsHandler):
     """Forces that are not finite or larger than ``max_force`` (eV/Angstrom)."""
 
     def __init__(self, max_force: float = MAX_FORCE) -> None:
-        super().__init__()
         self.max_force = max_force
         self._worst = 0.0
 
-    def check(self, directory: str = "./") -> bool:
+    def check(self, atoms: Atoms) -> bool:
         # the MD step has just computed them: read the results, skip ASE's state check
-        results = getattr(self.atoms.calc, "results", {})
-        forces = results["forces"] if "forces" in results else self.atoms.get_forces()
+        results = getattr(atoms.calc, "results", {})
+        forces = results["forces"] if "forces" in results else atoms.get_forces()
         if not np.all(np.isfinite(forces)):
             self._worst = float("nan")
             return True
@@ -154,7 +119,6 @@ class CloseContactHandler(_AtomsHandler):
     def __init__(
         self, pair_minima: dict[tuple[int, int], float], margin: float = DISTANCE_MARGIN
     ) -> None:
-        super().__init__()
         if not pair_minima:
             raise ValueError("pair_minima is empty: the training set has no atom pairs")
         if not 0 < margin <= 1:
@@ -166,8 +130,8 @@ class CloseContactHandler(_AtomsHandler):
         }
         self._found = ""
 
-    def bind(self, atoms: Atoms) -> None:
-        super().bind(atoms)
+    def prepare(self, atoms: Atoms) -> None:
+        """The distance limit of every pair of these atoms, and their cell."""
         default = min(self.limits.values())
         numbers = atoms.numbers
         limit = np.array(
@@ -190,8 +154,7 @@ class CloseContactHandler(_AtomsHandler):
                     f"smallest cell height ({heights.min():.2f} A)"
                 )
 
-    def check(self, directory: str = "./") -> bool:
-        atoms = self.atoms
+    def check(self, atoms: Atoms) -> bool:
         positions = atoms.positions
         if not np.all(np.isfinite(positions)):
             self._found = "non-finite positions"
@@ -223,12 +186,11 @@ class OverheatingHandler(_AtomsHandler):
     """Temperature above ``factor`` times the thermostat target."""
 
     def __init__(self, target: float, factor: float = TEMPERATURE_FACTOR) -> None:
-        super().__init__()
         self.limit = factor * target
         self._temperature = 0.0
 
-    def check(self, directory: str = "./") -> bool:
-        self._temperature = float(self.atoms.get_temperature())
+    def check(self, atoms: Atoms) -> bool:
+        self._temperature = float(atoms.get_temperature())
         return not np.isfinite(self._temperature) or self._temperature > self.limit
 
     def describe(self) -> str:
@@ -251,7 +213,7 @@ class CollapseGuard:
         self.atoms = atoms
         self.handlers = list(handlers)
         for handler in self.handlers:
-            handler.bind(atoms)
+            handler.prepare(atoms)
         self.ring = FrameRing(ring_size)
         self.start = Frame(0, atoms.positions.copy(), atoms.get_momenta().copy())
         self.seconds = 0.0
@@ -281,26 +243,14 @@ class CollapseGuard:
         """None when the step is trusted; otherwise the corrections, after the roll-back."""
         begin = time.perf_counter()
         try:
-            fired = [h for h in self.handlers if h.check()]
-            if not fired:
+            corrections = apply_handlers(self.handlers, self.atoms, step=step)
+            if not corrections:
                 self.ring.push(step, self.atoms)
                 return None
-            records = []
-            for handler in fired:
-                result = handler.correct()
-                handler.n_applied_corrections += 1
-                records.append(
-                    FaultCorrection(
-                        handler=type(handler).__name__,
-                        step=step,
-                        errors=result["errors"],
-                        actions=result["actions"],
-                    )
-                )
             frame = self.ring.oldest if self.ring.frames else self.start
             self.atoms.set_positions(frame.positions)
             self.atoms.set_momenta(frame.momenta)
             self.rolled_back_to = frame.step
-            return records
+            return corrections
         finally:
             self.seconds += time.perf_counter() - begin

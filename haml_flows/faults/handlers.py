@@ -1,7 +1,9 @@
 """Reference-engine failures: custodian handlers and job for an AIMD segment.
 
-An AIMD segment runs as a custodian ``Job`` (in process, in a scratch
-directory) under ``custodian.Custodian``, the way custodian drives VASP:
+An AIMD segment runs as a custodian ``Job`` (in process) under
+``custodian.Custodian``, the way custodian drives VASP, in the directory of
+the jobflow job that runs it, so a failed segment's files stay with the job
+(outside a job, in a scratch directory):
 
 - ``aimd_settings.json`` holds the segment's inputs (time step, steps left,
   calculator settings, restart frame); handlers change it with custodian's
@@ -21,9 +23,11 @@ VASP handlers through atomate2.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,8 @@ from custodian.custodian import Custodian, CustodianError, ErrorHandler, Job, Va
 from pymatgen.core import Structure
 from pymatgen.core.trajectory import Trajectory
 
+from haml_flows.engines.frames import structure_with_velocities
+from haml_flows.files import write_atomic
 from haml_flows.schemas import FaultCorrection
 
 SETTINGS_FILE = "aimd_settings.json"
@@ -53,11 +59,7 @@ def _read_json(directory: str, name: str) -> dict:
 
 
 def _write_json(directory: str, name: str, data: dict) -> None:
-    """Write through a temporary file and rename: never a half-written file."""
-    target = Path(directory) / name
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(target)
+    write_atomic(Path(directory) / name, json.dumps(data, indent=1))
 
 
 def _frames(path: Path) -> list[Atoms]:
@@ -99,7 +101,7 @@ class AimdSegmentJob(Job):
         (directory / TRAJECTORY_FILE).unlink(missing_ok=True)
         start = self.structure
         if settings["restart_from"]:
-            start = _structure(_frames(directory / settings["restart_from"])[-1])
+            start = structure_with_velocities(_frames(directory / settings["restart_from"])[-1])
         maker = dataclasses.replace(
             self.maker,
             time_step=settings["time_step"],
@@ -119,20 +121,11 @@ class AimdSegmentJob(Job):
             )
 
     def postprocess(self, directory: str = "./") -> None:
-        """Nothing to clean: the scratch directory goes away with the segment."""
+        """Nothing to clean: the files stay with the job."""
 
     @property
     def name(self) -> str:
         return "aimd segment"
-
-
-def _structure(atoms: Atoms) -> Structure:
-    structure = Structure(
-        atoms.cell[:], atoms.get_chemical_symbols(), atoms.positions,
-        coords_are_cartesian=True,
-    )
-    structure.add_site_property("velocities", atoms.get_velocities().tolist())
-    return structure
 
 
 class _FailureHandler(ErrorHandler):
@@ -276,6 +269,19 @@ def _part_trajectory(path: Path, observer_atoms: Atoms) -> list[dict]:
     return [(trajectory[i], trajectory.frame_properties[i]) for i in range(len(trajectory))]
 
 
+@contextlib.contextmanager
+def _segment_directory(maker) -> Iterator[str]:
+    """The running job's own directory, or a scratch one when no job runs ``maker``."""
+    from jobflow import CURRENT_JOB
+
+    running = CURRENT_JOB.job
+    if running is not None and running.maker is maker:
+        yield str(Path.cwd())
+        return
+    with tempfile.TemporaryDirectory(prefix="haml_aimd_") as directory:
+        yield directory
+
+
 def run_segment(
     maker, structure: Structure, max_corrections: int = MAX_CORRECTIONS,
     handlers: list[ErrorHandler] | None = None,
@@ -287,7 +293,7 @@ def run_segment(
     simulated time in fs. Raises :class:`AimdSegmentFailed` naming the last
     error when custodian gives up.
     """
-    with tempfile.TemporaryDirectory(prefix="haml_aimd_") as directory:
+    with _segment_directory(maker) as directory:
         job = AimdSegmentJob(maker, structure)
         custodian = Custodian(
             handlers if handlers is not None else default_handlers(),

@@ -19,9 +19,11 @@ import numpy as np
 from ase import Atoms
 from custodian.custodian import ErrorHandler
 
+from haml_flows.faults.checks import apply_handlers
 from haml_flows.mtp.grade import load_potential
-from haml_flows.mtp.training import TrainingResult, _errors, prepare_training
+from haml_flows.mtp.training import TrainingResult, _errors, split_for
 from haml_flows.schemas import FaultCorrection
+from haml_flows.spec import MtpSpec
 
 NO_IMPROVEMENT_TOLERANCE = 0.05
 """A new fit is rejected when its held-out force RMSE exceeds the previous
@@ -47,21 +49,17 @@ class TrainingAttempt:
 
 
 class _TrainingHandler(ErrorHandler):
+    """A handler that judges one :class:`TrainingAttempt` (its ``check`` subject)."""
+
     raises_runtime_error = False
 
-    def __init__(self) -> None:
-        self.attempt: TrainingAttempt | None = None
-
-    def bind(self, attempt: TrainingAttempt) -> None:
-        """Judge ``attempt``."""
-        self.attempt = attempt
-
-    def describe(self) -> str:
+    def describe(self, attempt: TrainingAttempt) -> str:
+        """What was found, for the record."""
         raise NotImplementedError
 
-    def correct(self, directory: str = "./") -> dict:
+    def correct(self, attempt: TrainingAttempt) -> dict:
         return {
-            "errors": [self.describe()],
+            "errors": [self.describe(attempt)],
             "actions": ["keep the previous potential", "lengthen the next AIMD segment"],
         }
 
@@ -69,11 +67,11 @@ class _TrainingHandler(ErrorHandler):
 class FitFailedHandler(_TrainingHandler):
     """The fit raised: singular least-squares system or frames that cannot be fitted."""
 
-    def check(self, directory: str = "./") -> bool:
-        return self.attempt.error is not None
+    def check(self, attempt: TrainingAttempt) -> bool:
+        return attempt.error is not None
 
-    def describe(self) -> str:
-        error = self.attempt.error
+    def describe(self, attempt: TrainingAttempt) -> str:
+        error = attempt.error
         singular = isinstance(error, np.linalg.LinAlgError)
         kind = "singular least-squares system" if singular else "fit failed"
         return f"{kind}: {type(error).__name__}: {error}"
@@ -82,16 +80,16 @@ class FitFailedHandler(_TrainingHandler):
 class NonFiniteLossHandler(_TrainingHandler):
     """The fit finished with NaN or infinite errors or coefficients."""
 
-    def check(self, directory: str = "./") -> bool:
-        result = self.attempt.result
+    def check(self, attempt: TrainingAttempt) -> bool:
+        result = attempt.result
         if result is None:
             return False
         if not (np.isfinite(result.energy_rmse) and np.isfinite(result.force_rmse)):
             return True
         return not np.all(np.isfinite(load_potential(result.potential).parameters))
 
-    def describe(self) -> str:
-        result = self.attempt.result
+    def describe(self, attempt: TrainingAttempt) -> str:
+        result = attempt.result
         return (
             f"non-finite loss: energy RMSE {result.energy_rmse}, "
             f"force RMSE {result.force_rmse}"
@@ -102,18 +100,15 @@ class NoImprovementHandler(_TrainingHandler):
     """The new fit is worse on the held-out frames than the potential it started from."""
 
     def __init__(self, tolerance: float = NO_IMPROVEMENT_TOLERANCE) -> None:
-        super().__init__()
         self.tolerance = tolerance
 
-    def check(self, directory: str = "./") -> bool:
-        attempt = self.attempt
+    def check(self, attempt: TrainingAttempt) -> bool:
         if attempt.result is None or attempt.previous_force_rmse is None:
             return False
         new = attempt.result.force_rmse
         return np.isfinite(new) and new > (1 + self.tolerance) * attempt.previous_force_rmse
 
-    def describe(self) -> str:
-        attempt = self.attempt
+    def describe(self, attempt: TrainingAttempt) -> str:
         return (
             f"no improvement: held-out force RMSE {attempt.result.force_rmse:.4g} eV/A "
             f"against {attempt.previous_force_rmse:.4g} eV/A of the previous potential"
@@ -124,18 +119,16 @@ def held_out_errors(
     frames: list[Atoms],
     *,
     previous: str,
-    level: int = 12,
     species: Sequence[int] | None = None,
-    cutoff: float = 5.0,
-    min_dist: float | None = None,
-    holdout_fraction: float = 0.2,
     stride: int = 1,
-    **_: object,
+    **settings,
 ) -> tuple[float, float]:
-    """Energy and force RMSE of ``previous`` on the frames a fit would hold out."""
-    split = prepare_training(
-        frames, previous=previous, level=level, species=species, cutoff=cutoff,
-        min_dist=min_dist, holdout_fraction=holdout_fraction, stride=stride,
+    """Energy and force RMSE of ``previous`` on the frames a fit would hold out.
+
+    ``settings`` are fields of the ``mtp`` spec section, as the fit got them.
+    """
+    split = split_for(
+        frames, MtpSpec(**settings), previous=previous, species=species, stride=stride
     )
     return _errors(load_potential(previous), split.test or split.train)
 
@@ -166,20 +159,14 @@ def judge_training(
             attempt.previous_energy_rmse, attempt.previous_force_rmse = previous_errors()
         except (ValueError, ArithmeticError, np.linalg.LinAlgError):
             pass  # the previous potential cannot be scored here: no comparison
-    errors: list[str] = []
-    actions: list[str] = []
-    fired: list[str] = []
-    for handler in handlers if handlers is not None else default_handlers():
-        handler.bind(attempt)
-        if handler.check():
-            outcome = handler.correct()
-            handler.n_applied_corrections += 1
-            fired.append(type(handler).__name__)
-            errors += outcome["errors"]
-            actions += [a for a in outcome["actions"] if a not in actions]
+    fired = apply_handlers(handlers if handlers is not None else default_handlers(), attempt)
     if not fired:
         return attempt, None
-    return attempt, FaultCorrection(handler="+".join(fired), errors=errors, actions=actions)
+    return attempt, FaultCorrection(
+        handler="+".join(c.handler for c in fired),
+        errors=[e for c in fired for e in c.errors],
+        actions=list(dict.fromkeys(a for c in fired for a in c.actions)),
+    )
 
 
 @dataclass

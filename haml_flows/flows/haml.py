@@ -13,15 +13,20 @@ import math
 import uuid
 from dataclasses import dataclass, field
 
-from jobflow import Flow, Maker, OutputReference, Response, job
+from jobflow import Flow, Job, Maker, OutputReference, Response, job
 from pymatgen.core import Structure
 
-from haml_flows.engines.choice import stage_makers
+from haml_flows.engines.commands import COMMANDS, MLP
 from haml_flows.engines.mlpmd import MlpMdMaker
-from haml_flows.engines.reference import AimdSegmentMaker, GeometryOptimizationMaker
+from haml_flows.engines.reference import (
+    AimdSegmentMaker,
+    GeometryOptimization,
+    LennardJonesAimdSegmentMaker,
+)
 from haml_flows.engines.training import MtpTrainMaker
-from haml_flows.schemas import CycleDoc, RunDoc, RunSummaryDoc, StageCost
-from haml_flows.spec import RunSpec
+from haml_flows.schemas import CycleDoc, CycleState, RunDoc, RunSummaryDoc, StageCost
+from haml_flows.settings import HamlSettings, get_settings
+from haml_flows.spec import MlpMdSpec, ReferenceSpec, RunSpec, SpecError, StopSpec
 
 logger = logging.getLogger("haml_flows.progress")
 
@@ -47,7 +52,7 @@ def start_run(
     run_id: str,
     name: str,
     spec: dict,
-    optimization: GeometryOptimizationMaker | None,
+    optimization: GeometryOptimization | None,
 ) -> RunDoc:
     """Optimize the geometry (fixed cell) and write the run document."""
     if optimization is None:
@@ -153,6 +158,15 @@ _AIMD_FIELDS = (
     "corrections",
 )
 _TRAINING_FIELDS = ("training_set_size", "energy_rmse", "force_rmse", "cost", "fallback")
+_MLPMD_FIELDS = (
+    "n_steps", "simulated_fs", "gamma_at_stop", "gamma_max", "stop_reason",
+    "temperature_start", "temperature_end", "cost", "gamma_seconds", "collapse",
+)
+CYCLE_JOB = "haml cycle"
+"""Cycle jobs are named ``haml cycle N``."""
+_STOP = StopSpec()
+
+
 @job
 def trained_potential(training_job: str) -> dict:
     """The potential and training set of ``training_job``, as references to its output.
@@ -165,179 +179,232 @@ def trained_potential(training_job: str) -> dict:
     return {"potential": trained.potential, "training_set": trained.training_set}
 
 
-_LAST_TRAINING_FIELDS = ("training_set_size", "energy_rmse", "force_rmse")
-_MLPMD_FIELDS = (
-    "n_steps", "simulated_fs", "gamma_at_stop", "gamma_max", "stop_reason",
-    "temperature_start", "temperature_end", "cost", "gamma_seconds", "collapse",
-)
+def _own(maker: Maker) -> Maker:
+    """A copy of ``maker`` for one job: jobflow renames a job's maker with the job."""
+    return dataclasses.replace(maker)
+
+
+def _tag(stage_job: Job, state: CycleState, stage: str) -> Job:
+    """Give a stage job its fixed uuid (before any job refers to it), name and tags."""
+    stage_job.set_uuid(stage_uuid(state.run_id, state.cycle, stage))
+    stage_job.name = f"{stage} {state.cycle}"
+    stage_job.metadata.update(run_id=state.run_id, cycle=state.cycle, stage=stage)
+    return stage_job
+
+
+def aimd_maker(reference: ReferenceSpec) -> Maker:
+    """The AIMD segment maker of a spec's ``reference`` section."""
+    if reference.engine == "vasp":
+        from haml_flows.engines.vasp import VaspAimdSegmentMaker
+
+        return VaspAimdSegmentMaker.from_spec(reference)
+    if reference.engine == "cp2k":
+        from haml_flows.engines.cp2k import Cp2kAimdSegmentMaker
+
+        return Cp2kAimdSegmentMaker.from_spec(reference)
+    if reference.engine == "lj":
+        return LennardJonesAimdSegmentMaker.from_spec(reference)
+    return AimdSegmentMaker.from_spec(reference)
+
+
+def mlpmd_maker(mlpmd: MlpMdSpec) -> Maker:
+    """The MLP-MD segment maker of a spec's ``mlpmd`` section."""
+    if mlpmd.engine == "lammps":
+        from haml_flows.engines.lammps import LammpsMlpMdMaker
+
+        return LammpsMlpMdMaker(mlpmd=mlpmd)
+    return MlpMdMaker(mlpmd=mlpmd)
+
+
+def check_commands(spec: RunSpec, settings: HamlSettings | None = None) -> None:
+    """Fail at submission when an external engine of ``spec`` has no usable command.
+
+    The jobs read their commands on the worker; this catches, before any job
+    exists, a spec whose engine has no command configured at all.
+    """
+    settings = get_settings(settings)
+    mtp_engine = spec.mtp.engine or ("mlip" if MLP.setting_value(settings=settings) else None)
+    needed = [
+        COMMANDS.get(("reference.engine", spec.reference.engine)),
+        COMMANDS.get(("mtp.engine", mtp_engine)),
+        COMMANDS.get(("mlpmd.engine", spec.mlpmd.engine)),
+    ]
+    for command in filter(None, needed):
+        problem = command.submission_problem(settings)
+        if problem:
+            raise SpecError(problem)
+    if spec.mlpmd.engine == "lammps":
+        # MLIP builds the active set (state.als) that LAMMPS loads
+        problem = MLP.submission_problem(settings)
+        if problem:
+            raise SpecError(f"mlpmd.engine 'lammps' needs MLIP's mlp too: {problem}")
 
 
 @dataclass
 class HamlCycleMaker(Maker):
     """One HAML cycle job; it replaces itself with the cycle and the next one.
 
-    The loop ends at the first cycle job that finds ``max_cycles`` done or
-    ``total_time_fs`` simulated; that job's output is the RunSummaryDoc.
+    The job takes a :class:`CycleState` and hands the next cycle job the
+    next one. The loop ends at the first cycle job that finds ``max_cycles``
+    done or ``total_time_fs`` simulated; that job's output is the
+    RunSummaryDoc. Jobs are named per cycle (``haml cycle N``, ``aimd N``, ...)
+    from copies of the makers, so no maker changes between cycles.
     """
 
-    name: str = "haml cycle"
-    run_id: str = ""
-    aimd_maker: AimdSegmentMaker = field(default_factory=AimdSegmentMaker)
+    name: str = CYCLE_JOB
+    aimd_maker: Maker = field(default_factory=AimdSegmentMaker)
     train_maker: MtpTrainMaker = field(default_factory=MtpTrainMaker)
-    mlpmd_maker: MlpMdMaker = field(default_factory=MlpMdMaker)
-    max_cycles: int = 10
-    total_time_fs: float = 10_000.0
+    mlpmd_maker: Maker = field(default_factory=MlpMdMaker)
+    max_cycles: int = _STOP.max_cycles
+    total_time_fs: float = _STOP.total_time_ps * 1000.0
     fallback_aimd_factor: float = 2.0
-    continue_trusted: bool = True
+    continue_trusted: bool = MlpMdSpec().continue_trusted
+
+    @classmethod
+    def from_spec(cls, spec: RunSpec, settings: HamlSettings | None = None) -> HamlCycleMaker:
+        """The cycle of a spec's engines and stop rules.
+
+        Checks every external engine's command first (:func:`check_commands`),
+        so that a spec that cannot run fails before any job exists.
+        """
+        check_commands(spec, settings)
+        return cls(
+            aimd_maker=aimd_maker(spec.reference),
+            train_maker=MtpTrainMaker(mtp=spec.mtp),
+            mlpmd_maker=mlpmd_maker(spec.mlpmd),
+            max_cycles=spec.stop.max_cycles,
+            total_time_fs=spec.stop.total_time_ps * 1000.0,
+            continue_trusted=spec.mlpmd.continue_trusted,
+        )
+
+    def cycle_job(self, state: CycleState) -> Job:
+        """The job of cycle ``state.cycle``, named and tagged with it."""
+        cycle_job = _own(self).make(state)
+        cycle_job.name = f"{CYCLE_JOB} {state.cycle}"
+        cycle_job.metadata.update(run_id=state.run_id, cycle=state.cycle, stage="cycle")
+        return cycle_job
 
     @job
-    def make(
-        self,
-        structure: Structure,
-        cycle: int = 1,
-        simulated_fs: float = 0.0,
-        training_set: str | None = None,
-        potential: str | None = None,
-        training_fallback: dict | None = None,
-        previous_stop: str | None = None,
-        last_training: dict | None = None,
-    ) -> Response:
-        """Stop, or run cycle ``cycle`` and queue cycle ``cycle + 1``.
+    def make(self, state: CycleState) -> Response:
+        """Stop, or run cycle ``state.cycle`` and queue the next one.
 
-        After a training that kept the previous potential (``training_fallback``)
-        the AIMD segment is ``fallback_aimd_factor`` times longer. When the
-        previous MLP-MD segment ran to max_steps (``previous_stop``) with
-        nothing untrusted, the cycle only continues the MLP-MD with the same
-        potential (``continue_trusted``); ``last_training`` carries that
-        potential's training numbers and job into the cycle's record.
+        After a training that kept the previous potential (the previous
+        CycleDoc's ``training_fallback``) the AIMD segment is
+        ``fallback_aimd_factor`` times longer. When the previous MLP-MD segment
+        ran to max_steps with nothing untrusted, the cycle only continues the
+        MLP-MD with the same potential (``continue_trusted``).
         """
-        if cycle > self.max_cycles or simulated_fs >= self.total_time_fs:
+        cycle, previous = state.cycle, state.previous
+        if cycle > self.max_cycles or state.simulated_fs >= self.total_time_fs:
             reason = "max_cycles" if cycle > self.max_cycles else "total_time"
             logger.info(
                 "run %s finished: %d cycles, %.3f ps (%s)",
-                self.run_id, cycle - 1, simulated_fs / 1000, reason,
+                state.run_id, cycle - 1, state.simulated_fs / 1000, reason,
             )
             return Response(
                 output=RunSummaryDoc(
-                    run_id=self.run_id,
+                    run_id=state.run_id,
                     cycles=cycle - 1,
-                    simulated_fs=simulated_fs,
+                    simulated_fs=state.simulated_fs,
                     stop_reason=reason,
-                    structure=structure,
+                    structure=state.structure,
                 )
             )
         if (
             self.continue_trusted
-            and previous_stop == "max_steps"
-            and potential is not None
-            and last_training is not None
+            and previous is not None
+            and previous.stop_reason == "max_steps"
+            and state.potential is not None
         ):
-            return self._continuation(
-                structure, cycle, simulated_fs, training_set, potential, last_training
-            )
-        aimd_maker = self.aimd_maker
-        if training_fallback:
-            longer = math.ceil(aimd_maker.n_steps * self.fallback_aimd_factor)
-            aimd_maker = dataclasses.replace(aimd_maker, n_steps=longer)
+            return self._continuation(state)
+        aimd_maker = _own(self.aimd_maker)
+        if previous is not None and previous.training_fallback is not None:
+            aimd_maker.n_steps = math.ceil(aimd_maker.n_steps * self.fallback_aimd_factor)
             logger.info("cycle %d: previous training kept its potential; AIMD %d steps",
-                        cycle, longer)
-        aimd = aimd_maker.make(structure)
-        aimd.set_uuid(stage_uuid(self.run_id, cycle, "aimd"))
-        train = self.train_maker.make(aimd.output.trajectory, training_set, potential)
-        train.set_uuid(stage_uuid(self.run_id, cycle, "training"))
-        mlpmd = self.mlpmd_maker.make(
-            aimd.output.structure, train.output.potential, train.output.training_set
+                        cycle, aimd_maker.n_steps)
+        aimd = _tag(aimd_maker.make(state.structure), state, "aimd")
+        train = _tag(
+            _own(self.train_maker).make(
+                aimd.output.trajectory, state.training_set, state.potential
+            ),
+            state, "training",
         )
-        mlpmd.set_uuid(stage_uuid(self.run_id, cycle, "mlpmd"))
-        record = record_cycle(
-            self.run_id,
+        mlpmd = _tag(
+            _own(self.mlpmd_maker).make(
+                aimd.output.structure, train.output.potential, train.output.training_set
+            ),
+            state, "mlpmd",
+        )
+        record = _tag(record_cycle(
+            state.run_id,
             cycle,
-            simulated_fs,
+            state.simulated_fs,
             {k: getattr(aimd.output, k) for k in _AIMD_FIELDS},
             {k: getattr(train.output, k) for k in _TRAINING_FIELDS},
             {k: getattr(mlpmd.output, k) for k in _MLPMD_FIELDS},
             {"aimd": aimd.uuid, "training": train.uuid, "mlpmd": mlpmd.uuid},
+        ), state, "record")
+        return self._replacement(
+            state, [aimd, train, mlpmd, record],
+            train.output.training_set, train.output.potential,
         )
-        record.set_uuid(stage_uuid(self.run_id, cycle, "record"))
-        next_cycle = self.make(
-            mlpmd.output.structure,
-            cycle + 1,
-            record.output.cumulative_fs,
-            train.output.training_set,
-            train.output.potential,
-            train.output.fallback,
-            mlpmd.output.stop_reason,
-            {
-                **{k: getattr(train.output, k) for k in _LAST_TRAINING_FIELDS},
-                "job": train.uuid,
-            },
-        )
-        stages = (
-            (aimd, "aimd"), (train, "training"), (mlpmd, "mlpmd"), (record, "record")
-        )
-        return self._replacement(cycle, stages, next_cycle)
 
-    def _continuation(
-        self,
-        structure: Structure,
-        cycle: int,
-        simulated_fs: float,
-        training_set: str,
-        potential: str,
-        last_training: dict,
-    ) -> Response:
+    def _continuation(self, state: CycleState) -> Response:
         """MLP-MD only, from the trusted segment's last state, same potential.
 
         Potential and training set reach the MLP-MD through ``trained_potential``
         (references to the training job's output), so that no job input carries
         their text.
         """
-        link = trained_potential(last_training["job"])
-        link.set_uuid(stage_uuid(self.run_id, cycle, "potential"))
+        cycle, previous = state.cycle, state.previous
+        link = _tag(trained_potential(previous.training_job), state, "potential")
         potential, training_set = link.output["potential"], link.output["training_set"]
-        mlpmd = self.mlpmd_maker.make(structure, potential, training_set)
-        mlpmd.set_uuid(stage_uuid(self.run_id, cycle, "mlpmd"))
+        mlpmd = _tag(
+            _own(self.mlpmd_maker).make(state.structure, potential, training_set),
+            state, "mlpmd",
+        )
         no_cost = StageCost(wall_seconds=0.0, cpu_seconds=0.0)
-        record = record_cycle(
-            self.run_id,
+        record = _tag(record_cycle(
+            state.run_id,
             cycle,
-            simulated_fs,
+            state.simulated_fs,
             {
                 "n_steps": 0, "simulated_fs": 0.0, "temperature_start": None,
                 "temperature_end": None, "cost": no_cost, "corrections": [],
             },
             {
-                **{k: last_training[k] for k in _LAST_TRAINING_FIELDS},
+                "training_set_size": previous.training_set_size,
+                "energy_rmse": previous.energy_rmse,
+                "force_rmse": previous.force_rmse,
                 "cost": no_cost,
                 "fallback": None,
             },
             {k: getattr(mlpmd.output, k) for k in _MLPMD_FIELDS},
-            {"aimd": None, "training": last_training["job"], "mlpmd": mlpmd.uuid},
+            {"aimd": None, "training": previous.training_job, "mlpmd": mlpmd.uuid},
             continued=True,
-        )
-        record.set_uuid(stage_uuid(self.run_id, cycle, "record"))
-        next_cycle = self.make(
-            mlpmd.output.structure,
-            cycle + 1,
-            record.output.cumulative_fs,
-            training_set,
-            potential,
-            None,
-            mlpmd.output.stop_reason,
-            last_training,
-        )
-        stages = ((link, "potential"), (mlpmd, "mlpmd"), (record, "record"))
-        return self._replacement(cycle, stages, next_cycle)
+        ), state, "record")
+        return self._replacement(state, [link, mlpmd, record], training_set, potential)
 
-    def _replacement(self, cycle: int, stages, next_cycle) -> Response:
-        """Name and tag the cycle's jobs; replace this job with them and the next cycle."""
-        for stage_job, stage in stages:
-            stage_job.name = f"{stage} {cycle}"
-            stage_job.metadata.update(run_id=self.run_id, cycle=cycle, stage=stage)
-        next_cycle.name = f"{self.name} {cycle + 1}"
-        next_cycle.metadata.update(run_id=self.run_id, cycle=cycle + 1, stage="cycle")
-        jobs = [stage_job for stage_job, _ in stages]
-        return Response(replace=Flow([*jobs, next_cycle], output=next_cycle.output))
+    def _replacement(
+        self, state: CycleState, stages: list[Job], training_set, potential
+    ) -> Response:
+        """Replace this job with the cycle's jobs and the next cycle job.
+
+        ``stages`` ends with the MLP-MD and record jobs: the next cycle starts
+        from the MLP-MD's last frame, after the record's CycleDoc.
+        """
+        mlpmd, record = stages[-2:]
+        next_cycle = self.cycle_job(
+            CycleState(
+                run_id=state.run_id,
+                cycle=state.cycle + 1,
+                structure=mlpmd.output.structure,
+                training_set=training_set,
+                potential=potential,
+                previous=record.output,
+            )
+        )
+        return Response(replace=Flow([*stages, next_cycle], output=next_cycle.output))
 
 
 @dataclass
@@ -347,51 +414,36 @@ class HamlMaker(Maker):
     name: str = "haml"
     run_id: str = ""
     spec: dict = field(default_factory=dict)
-    optimization: GeometryOptimizationMaker | None = field(
-        default_factory=GeometryOptimizationMaker
-    )
+    optimization: GeometryOptimization | None = field(default_factory=GeometryOptimization)
     cycle_maker: HamlCycleMaker = field(default_factory=HamlCycleMaker)
 
     def make(self, structure: Structure) -> Flow:
         """The run's flow; its output is the RunSummaryDoc."""
         run_id = self.run_id or new_run_id(self.name)
-        self.cycle_maker.run_id = run_id
         start = start_run(structure, run_id, self.name, self.spec, self.optimization)
         start.name = "start run"
-        first = self.cycle_maker.make(start.output.structure)
-        first.name = f"{self.cycle_maker.name} 1"
-        for stage_job, stage in ((start, "start"), (first, "cycle")):
-            stage_job.metadata.update(run_id=run_id, cycle=0 if stage == "start" else 1,
-                                      stage=stage)
+        start.metadata.update(run_id=run_id, cycle=0, stage="start")
+        first = self.cycle_maker.cycle_job(
+            CycleState(run_id=run_id, structure=start.output.structure)
+        )
         return Flow([start, first], output=first.output, name=f"haml {run_id}")
 
     @classmethod
-    def from_spec(cls, spec: RunSpec, run_id: str | None = None) -> HamlMaker:
-        """Makers with the spec's settings."""
-        ref = spec.reference
-        aimd, train, mlpmd = stage_makers(spec)
+    def from_spec(
+        cls, spec: RunSpec, run_id: str | None = None, settings: HamlSettings | None = None
+    ) -> HamlMaker:
+        """Makers with the spec's settings; production references pre-relax on GFN1-xTB."""
         opt = spec.optimization
-        optimization = (
-            # production references pre-relax on GFN1-xTB
-            GeometryOptimizationMaker(
-                engine=ref.engine if ref.engine == "lj" else "xtb",
-                fmax=opt.fmax,
-                steps=opt.steps,
-            )
-            if opt.enabled
-            else None
-        )
         return cls(
             name=spec.name,
             run_id=run_id or new_run_id(spec.name),
             spec=spec.model_dump(mode="json"),
-            optimization=optimization,
-            cycle_maker=HamlCycleMaker(
-                aimd_maker=aimd,
-                train_maker=train,
-                mlpmd_maker=mlpmd,
-                max_cycles=spec.stop.max_cycles,
-                total_time_fs=spec.stop.total_time_ps * 1000.0,
-                continue_trusted=spec.mlpmd.continue_trusted,
+            optimization=(
+                GeometryOptimization(
+                    engine="lj" if spec.reference.engine == "lj" else "xtb", settings=opt
+                )
+                if opt.enabled
+                else None
             ),
+            cycle_maker=HamlCycleMaker.from_spec(spec, settings),
         )

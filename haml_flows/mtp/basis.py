@@ -16,7 +16,6 @@ every level 2-28, and basic moments and contraction steps
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -28,6 +27,7 @@ import numpy as np
 from motep.io.mlip.mtp import write_mtp
 from motep.potentials.mtp.data import BasisData, MTPData
 
+from haml_flows.files import write_atomic
 from haml_flows.mtp.grade import SPECIES_TAG
 
 ALLOWED_LEVELS = tuple(range(2, 29, 2))
@@ -417,21 +417,6 @@ def untrained_mtp(
 
 
 def write_untrained_mtp(path: str | os.PathLike, **kwargs) -> Path:
-    """Write ``untrained_mtp(**kwargs)`` to ``path`` atomically; return the path."""
-    path = Path(path)
+    """Write ``untrained_mtp(**kwargs)`` to ``path`` whole or not at all; return the path."""
     data = untrained_mtp(**kwargs)
-    write_mtp_atomic(path, data)
-    return path
-
-
-def write_mtp_atomic(path: str | os.PathLike, data: MTPData) -> None:
-    """Write an ``.mtp`` file through a temporary file and a rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write_mtp(tmp, data, legacy=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return write_atomic(path, lambda tmp: write_mtp(str(tmp), data, legacy=True))

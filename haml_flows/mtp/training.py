@@ -30,15 +30,17 @@ from motep.calculator import make_calculator
 from motep.potentials.mtp.data import MTPData
 from motep.train.trainer import Trainer
 
+from haml_flows.distances import pair_minimum_distances
 from haml_flows.mtp.basis import untrained_mtp
 from haml_flows.mtp.frames import frame_species
 from haml_flows.mtp.grade import load_potential, potential_text
+from haml_flows.spec import MtpSpec
 
 MIN_DIST_MARGIN = 0.9
 """min_dist is set this fraction below the shortest distance in the frames."""
 
-RADIAL_FRAMES: int | None = None
-"""Cap on frames in the L-BFGS stage (~0.8 ms per atom and evaluation); None: all."""
+DEFAULTS = MtpSpec()
+"""A HAML cycle's training settings (``mtp`` of a spec), the defaults here."""
 
 
 @dataclass
@@ -90,14 +92,7 @@ def validate_frames(frames: Sequence[Atoms], species: Sequence[int] | None = Non
 
 def shortest_distance(frames: Sequence[Atoms]) -> float:
     """Shortest interatomic distance (minimum image) over all frames."""
-    shortest = np.inf
-    for atoms in frames:
-        if len(atoms) < 2:
-            continue
-        d = atoms.get_all_distances(mic=any(atoms.pbc))
-        np.fill_diagonal(d, np.inf)
-        shortest = min(shortest, float(d.min()))
-    return shortest
+    return min(pair_minimum_distances(frames).values(), default=np.inf)
 
 
 def _prepare(frames: Sequence[Atoms], stride: int) -> list[Atoms]:
@@ -263,26 +258,41 @@ def prepare_training(
     )
 
 
+def split_for(
+    frames: list[Atoms],
+    fit: MtpSpec,
+    *,
+    previous: str | None,
+    species: Sequence[int] | None,
+    stride: int = 1,
+) -> TrainingSplit:
+    """:func:`prepare_training` with the frame handling of ``fit`` (an ``mtp`` section)."""
+    return prepare_training(
+        frames, previous=previous, level=fit.level, species=species, cutoff=fit.cutoff,
+        min_dist=fit.min_dist, holdout_fraction=fit.holdout_fraction, stride=stride,
+    )
+
+
 def train_mtp(
     frames: list[Atoms],
     *,
     previous: str | None = None,
-    level: int = 12,
+    level: int = DEFAULTS.level,
     species: Sequence[int] | None = None,
-    cutoff: float = 5.0,
-    min_dist: float | None = None,
-    holdout_fraction: float = 0.2,
-    energy_weight: float = 1.0,
-    force_weight: float = 0.01,
-    stress_weight: float = 0.001,
-    radial_iterations: int = 50,
-    seed: int = 0,
+    cutoff: float = DEFAULTS.cutoff,
+    min_dist: float | None = DEFAULTS.min_dist,
+    holdout_fraction: float = DEFAULTS.holdout_fraction,
+    energy_weight: float = DEFAULTS.energy_weight,
+    force_weight: float = DEFAULTS.force_weight,
+    stress_weight: float = DEFAULTS.stress_weight,
+    radial_iterations: int = DEFAULTS.radial_iterations,
+    seed: int = DEFAULTS.seed,
     stride: int = 1,
-    radial_frames: int | None = RADIAL_FRAMES,
+    radial_frames: int | None = DEFAULTS.radial_frames,
     linear_first: bool | None = None,
-    linear_frames: int | None = None,
+    linear_frames: int | None = DEFAULTS.linear_frames,
     lbfgs_coefficients: Sequence[str] = LBFGS_COEFFICIENTS,
-    rounds: int = 1,
+    rounds: int = DEFAULTS.rounds,
 ) -> TrainingResult:
     """Train an MTP on ``frames`` (chronological) and score it on the held-out tail.
 
@@ -311,8 +321,7 @@ def train_mtp(
         frames, previous=previous, level=level, species=species, cutoff=cutoff,
         min_dist=min_dist, holdout_fraction=holdout_fraction, stride=stride,
     )
-    train, test, data = split.train, split.test, split.data
-    n_frames, n_test = len(train) + len(test), len(test)
+    train, data = split.train, split.data
     loss = {
         "energy_weight": energy_weight,
         "forces_weight": force_weight,
@@ -340,14 +349,20 @@ def train_mtp(
             trainer = Trainer(data, rng=rng, engine="cext", loss=loss, steps=steps)
             trainer.train([copy.copy(atoms) for atoms in images])
     data.optimized = ["species_coeffs", "moment_coeffs", "radial_coeffs"]
-    text = potential_text(data)
-    final = load_potential(text)
-    energy_rmse, force_rmse = _errors(final, test if n_test else train)
+    return scored(potential_text(data), split, start)
+
+
+def scored(potential: str, split: TrainingSplit, start: float) -> TrainingResult:
+    """The result of a fit on ``split`` begun at ``start`` (``perf_counter``).
+
+    Errors are on the held-out frames, or on the training frames if none is.
+    """
+    energy_rmse, force_rmse = _errors(load_potential(potential), split.test or split.train)
     return TrainingResult(
-        potential=text,
-        n_frames=n_frames,
-        n_train=len(train),
-        n_test=n_test,
+        potential=potential,
+        n_frames=len(split.train) + len(split.test),
+        n_train=len(split.train),
+        n_test=len(split.test),
         energy_rmse=energy_rmse,
         force_rmse=force_rmse,
         train_seconds=time.perf_counter() - start,

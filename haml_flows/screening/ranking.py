@@ -29,8 +29,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +37,7 @@ from pymatgen.core import Structure
 
 from haml_flows.analysis.bonds import bond_counts
 from haml_flows.analysis.similarity import structure_similarity
+from haml_flows.files import write_atomic
 from haml_flows.screening.collections import RESULTS
 from haml_flows.screening.schemas import CandidateResultDoc, CandidateRow
 from haml_flows.screening.status import screen_status
@@ -196,20 +195,6 @@ def rank_rows(rows: list[CandidateRow], key: str, reverse: bool = False) -> list
     return out + [r.model_copy(update={"rank": None}) for r in rest]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 CSV_COLUMNS = [
     "rank", "candidate", "dopant", "host", "concentration", "seed", "state", "cycles",
     "simulated_ps", "finished", "similarity", "bond_change_total",
@@ -251,8 +236,8 @@ def export(rows, path: Path, screen: str, key: str, reverse: bool = False) -> No
     """Write rows to ``path``: CSV for .csv, JSON for .json."""
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
-        _atomic_write(path, rows_csv(rows))
+        write_atomic(path, rows_csv(rows))
     elif suffix == ".json":
-        _atomic_write(path, rows_json(rows, screen, key, reverse))
+        write_atomic(path, rows_json(rows, screen, key, reverse))
     else:
         raise ValueError(f"export file {path}: suffix must be .csv or .json")

@@ -22,13 +22,13 @@ from jobflow import Flow, JobStore
 from pymatgen.core import Structure
 from pymongo.errors import BulkWriteError
 
-from haml_flows.builders.screen import Candidate, ScreenPlan, expand_candidates
-from haml_flows.flows.haml import HamlMaker
-from haml_flows.runner import _check_no_overlaps
+from haml_flows.database.launchpad import ensure_initialized
+from haml_flows.runner import build_run
 from haml_flows.screening.collections import CANDIDATES, ensure_indexes
-from haml_flows.screening.launchpad import ensure_initialized
+from haml_flows.screening.plan import Candidate, ScreenPlan, expand_candidates
 from haml_flows.screening.schemas import CandidateDoc, CandidateMetadata
 from haml_flows.spec import SpecError
+from haml_flows.systems import build_system
 
 DUPLICATE_KEY = 11000
 
@@ -114,32 +114,27 @@ def prepare_candidates(
     for candidate in plan.candidates if candidates is None else candidates:
         spec = candidate.spec
         key = json.dumps(spec.system.model_dump(mode="json"), sort_keys=True)
+        meta = metadata_for(plan, candidate)
+        manager_config = {"haml_screen": plan.name}
+        if plan.category:
+            manager_config["_category"] = plan.category
         try:
             if key not in structures:
-                structure = spec.system.build(base_dir=Path(plan.source).parent)
-                _check_no_overlaps(structure)
-                structures[key] = structure
-            structure = structures[key]
-            spec.check_against(structure)
+                structures[key] = build_system(spec.system, base_dir=Path(plan.source).parent)
+            run = build_run(spec, structures[key], meta.run_id, **manager_config)
         except SpecError as exc:
             raise SpecError(f"candidate {candidate.name}: {exc}") from None
         except ValueError as exc:  # the builders' own checks (doping, geometry)
             raise SpecError(f"candidate {candidate.name}: system.parameters: {exc}") from None
-        meta = metadata_for(plan, candidate)
-        flow = HamlMaker.from_spec(spec, run_id=meta.run_id).make(structure)
-        manager_config = {"haml_run_id": meta.run_id, "haml_screen": plan.name}
-        if plan.category:
-            manager_config["_category"] = plan.category
-        flow.update_config({"manager_config": manager_config})
         doc = CandidateDoc(
             **meta.model_dump(),
-            formula=structure.composition.reduced_formula,
-            n_atoms=len(structure),
+            formula=run.structure.composition.reduced_formula,
+            n_atoms=len(run.structure),
             spec=spec.model_dump(mode="json"),
             source=str(plan.source),
             submitted=False,
         )
-        prepared.append(PreparedCandidate(candidate, structure, flow, doc))
+        prepared.append(PreparedCandidate(candidate, run.structure, run.flow, doc))
         if progress is not None:
             progress(candidate.name)
     return prepared

@@ -89,8 +89,8 @@ def test_report_of_a_real_run(job_store, haml_settings, tmp_path, monkeypatch):
     result = analyze_run(
         job_store, run_id, AnalysisOptions(rdf_pairs=[("P", "S")], rdf_times_ps=[0.0, 0.03])
     )
-    assert result["rdf"]["pairs"] == ["P-S"]
-    peaks = [fr["first_peak"]["P-S"] for fr in result["rdf"]["frames"]]
+    assert result.rdf.pairs == ["P-S"]
+    peaks = [fr.first_peak["P-S"] for fr in result.rdf.frames]
     assert peaks[0] == pytest.approx(2.05, abs=0.1)
 
     # a second run and the comparison
@@ -101,12 +101,13 @@ def test_report_of_a_real_run(job_store, haml_settings, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"] == [run_id, other]
 
     # the commands
+    from haml_flows.cli import _common
     from haml_flows.cli import report as cli
 
     monkeypatch.setenv("HAML_DATABASE", haml_settings.DATABASE)
     from rich.console import Console
 
-    monkeypatch.setattr(cli, "console", Console(width=200))
+    monkeypatch.setattr(_common, "console", Console(width=200))
     runner = CliRunner()
     res = runner.invoke(cli.report_app, ["report", run_id, "-o", str(tmp_path / "cli")])
     assert res.exit_code == 0, res.output

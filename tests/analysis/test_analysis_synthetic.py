@@ -217,11 +217,11 @@ def test_long_stream_is_reduced_with_bounded_samples():
     start = time.perf_counter()
     result = analyze_frames(stream(), AnalysisOptions(max_samples=50), total_fs=float(n))
     assert time.perf_counter() - start < 20
-    assert result["n_frames"] == n
-    assert result["n_samples"] <= 52
-    assert result["bonds"]["initial"]["Li-S"] == 32
-    assert len(result["rdf"]["frames"]) == 2
-    assert 0.0 < result["similarity"]["similarity"] <= 1.0
+    assert result.n_frames == n
+    assert result.n_samples <= 52
+    assert result.bonds.initial["Li-S"] == 32
+    assert len(result.rdf.frames) == 2
+    assert 0.0 < result.similarity["similarity"] <= 1.0
 
 
 def test_analyze_frames_from_structures_finds_formed_products():
@@ -233,7 +233,7 @@ def test_analyze_frames_from_structures_finds_formed_products():
     frames = list(frames_from_structures([apart, s0], dt_fs=1000.0))
     # same lattice is not needed for the analysis: each frame carries its own
     result = analyze_frames(frames, AnalysisOptions(rdf_times_ps=[0.0, 1.0]))
-    assert result["products"]["initial"]["LiCl"] == 0
-    assert result["products"]["final"]["LiCl"] == 4
-    assert result["products"]["formed"]["LiCl"] == 4
-    assert [f["time_ps"] for f in result["rdf"]["frames"]] == [0.0, 1.0]
+    assert result.products.initial["LiCl"] == 0
+    assert result.products.final["LiCl"] == 4
+    assert result.products.formed["LiCl"] == 4
+    assert [f.time_ps for f in result.rdf.frames] == [0.0, 1.0]

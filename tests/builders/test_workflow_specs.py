@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from haml_flows.builders.electrolyte import packmol_available
-from haml_flows.builders.screen import expand_screen
+from haml_flows.screening.plan import expand_screen
 from haml_flows.runner import prepare_run
 from haml_flows.spec import parse_spec
 

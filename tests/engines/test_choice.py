@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from engine_fakes import fake_command
-from haml_flows.engines.choice import resolve_command
+from haml_flows.engines.commands import LMP, MLP, VASP, resolve_command
 from haml_flows.engines.lammps import LammpsMlpMdMaker
 from haml_flows.engines.mlpmd import MlpMdMaker
 from haml_flows.engines.reference import LennardJonesAimdSegmentMaker
@@ -47,7 +47,7 @@ def _makers(run):
 def test_embedded_engines_need_nothing(clean_settings, tmp_path):
     aimd, train, mlpmd = _makers(prepare_run(_spec(tmp_path)))
     assert isinstance(aimd, LennardJonesAimdSegmentMaker)
-    assert train.mlp_cmd is None and isinstance(mlpmd, MlpMdMaker)
+    assert train.command_setting() is None and isinstance(mlpmd, MlpMdMaker)
 
 
 def test_training_settings_reach_the_maker(clean_settings, tmp_path):
@@ -56,7 +56,7 @@ def test_training_settings_reach_the_maker(clean_settings, tmp_path):
     data["mtp"].update(rounds=3, radial_iterations=7)
     path.write_text(yaml.safe_dump(data))
     _, train, _ = _makers(prepare_run(path))
-    assert (train.rounds, train.radial_iterations) == (3, 7)
+    assert (train.mtp.rounds, train.mtp.radial_iterations) == (3, 7)
 
 
 def test_unknown_engine_lists_the_allowed_ones(clean_settings, tmp_path):
@@ -93,11 +93,14 @@ def test_commands_from_settings_and_fireworker_placeholders(clean_settings, tmp_
     clean_settings.setenv("HAML_LMP_CMD", f"{sys.executable} -X utf8 lmp.py")
     run = prepare_run(_spec(tmp_path, reference="vasp", mtp="mlip", mlpmd="lammps"))
     aimd, train, mlpmd = _makers(run)
-    assert isinstance(aimd, VaspAimdSegmentMaker) and aimd.vasp_cmd == ">>vasp_cmd<<"
+    # the commands each job will read on the worker, not fixed at submission
+    assert isinstance(aimd, VaspAimdSegmentMaker)
+    assert VASP.setting_value(aimd.vasp_cmd) == ">>vasp_cmd<<"
     assert aimd.n_steps == 8 and aimd.mb_velocity_seed == 7
-    assert train.mlp_cmd == ">>mlp_cmd<<" and train.level == 6
-    assert isinstance(mlpmd, LammpsMlpMdMaker) and mlpmd.gamma_break == 3
-    assert mlpmd.lmp_cmd.endswith("lmp.py") and mlpmd.mlp_cmd == ">>mlp_cmd<<"
+    assert train.command_setting() == ">>mlp_cmd<<" and train.mtp.level == 6
+    assert isinstance(mlpmd, LammpsMlpMdMaker) and mlpmd.mlpmd.gamma_break == 3
+    assert LMP.setting_value(mlpmd.lmp_cmd).endswith("lmp.py")
+    assert MLP.setting_value(mlpmd.mlp_cmd) == ">>mlp_cmd<<"
     # the optimization of a production reference runs on GFN1-xTB
     from haml_flows.flows.haml import HamlMaker
 
@@ -106,7 +109,7 @@ def test_commands_from_settings_and_fireworker_placeholders(clean_settings, tmp_
     assert HamlMaker.from_spec(spec).optimization.engine == "xtb"
     # an explicit motep ignores a configured mlp
     train = _makers(prepare_run(_spec(tmp_path, mtp="motep")))[1]
-    assert train.mlp_cmd is None
+    assert train.command_setting() is None
 
 
 def test_placeholders_resolve_on_the_worker(tmp_path):

@@ -20,7 +20,7 @@ from haml_flows.engines.cp2k import (
     Cp2kInputError,
     read_cp2k_md,
 )
-from haml_flows.engines.vasp import seeded_velocities
+from haml_flows.engines.reference import seeded_velocities
 from haml_flows.systems import li_lpsc_mini
 
 DATA_DIR = "/usr/share/cp2k"
@@ -103,7 +103,7 @@ def test_real_cp2k_segment_on_a_tiny_cell(in_tmp):
     assert doc.structure.site_properties["velocities"] == props[-1]["velocities"]
     assert doc.cost.wall_seconds > 0 and doc.cost.cpu_seconds > 0
     again = read_cp2k_md(in_tmp, 1.0)
-    assert again["n_steps"] == 2
+    assert again.n_steps == 2
     # positions move by v dt between steps (1 fs)
     frac = doc.trajectory[1].frac_coords - doc.trajectory[0].frac_coords
     step = (frac - np.round(frac)) @ cell.lattice.matrix

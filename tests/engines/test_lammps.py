@@ -14,11 +14,12 @@ import pytest
 from ase.io.lammpsdata import read_lammps_data
 
 from engine_fakes import FAKE_MLP, fake_command
-from haml_flows.engines.choice import EngineError
+from haml_flows.engines.commands import EngineError
 from haml_flows.engines.frames import atoms_with_velocities
 from haml_flows.engines.lammps import LammpsError, LammpsMlpMdMaker, lammps_frame
 from haml_flows.engines.reference import LennardJonesAimdSegmentMaker
 from haml_flows.engines.training import MtpTrainMaker
+from haml_flows.spec import MlpMdSpec, MtpSpec
 from haml_flows.systems import li_lpsc_mini
 
 
@@ -28,12 +29,12 @@ def trained():
     """An AIMD segment on the analytic reference and an MTP trained on it."""
     maker = LennardJonesAimdSegmentMaker(n_steps=12, mb_velocity_seed=3)
     aimd = LennardJonesAimdSegmentMaker.make.original(maker, li_lpsc_mini(li_layers=1))
-    train = MtpTrainMaker(level=6, radial_iterations=5)
+    train = MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=5))
     return aimd, MtpTrainMaker.make.original(train, aimd.trajectory)
 
 
 def _maker(**kwargs) -> LammpsMlpMdMaker:
-    return LammpsMlpMdMaker(lmp_cmd=fake_command("fake_lmp.py"), mlp_cmd=FAKE_MLP, **kwargs)
+    return LammpsMlpMdMaker(mlpmd=MlpMdSpec(**kwargs), lmp_cmd=fake_command("fake_lmp.py"), mlp_cmd=FAKE_MLP)
 
 
 def _run(maker, aimd, doc):
@@ -96,7 +97,10 @@ def test_gamma_break_is_a_normal_end(in_tmp, trained, monkeypatch):
 def test_a_break_in_the_first_force_call_hands_back_the_start(in_tmp, trained):
     aimd, doc = trained
     # below the start frame's own grade, so MLIP breaks before the first dump
-    out = _run(_maker(max_steps=40, gamma_break=0.5), aimd, doc)
+    # (below what a spec accepts, gamma_break > 1: set past its validation)
+    maker = _maker(max_steps=40)
+    maker.mlpmd = maker.mlpmd.model_copy(update={"gamma_break": 0.5})
+    out = _run(maker, aimd, doc)
     assert (in_tmp / "dump.lammpstrj").read_text() == ""
     assert out.stop_reason == "gamma_break" and out.n_steps == 0
     assert out.simulated_fs == 0.0 and out.gamma_at_stop > 0.5

@@ -6,6 +6,7 @@ import pytest
 from haml_flows.engines.mlpmd import MlpMdMaker
 from haml_flows.engines.reference import LennardJonesAimdSegmentMaker
 from haml_flows.engines.training import MtpTrainMaker
+from haml_flows.spec import MlpMdSpec, MtpSpec
 from haml_flows.systems import li_lpsc_mini
 
 
@@ -18,7 +19,7 @@ def _aimd(structure, **kwargs):
 def trained():
     """One AIMD segment and an MTP trained on it."""
     aimd = _aimd(li_lpsc_mini(li_layers=1), n_steps=12, mb_velocity_seed=3)
-    train = MtpTrainMaker(level=6, radial_iterations=5)
+    train = MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=5))
     doc = MtpTrainMaker.make.original(train, aimd.trajectory)
     return aimd, doc
 
@@ -52,7 +53,7 @@ def test_training_set_grows_and_warm_starts(trained):
     aimd, doc = trained
     assert doc.training_set_size == 13 and not doc.warm_started
     again = MtpTrainMaker.make.original(
-        MtpTrainMaker(level=6, radial_iterations=5),
+        MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=5)),
         aimd.trajectory,
         doc.training_set,
         doc.potential,
@@ -63,7 +64,7 @@ def test_training_set_grows_and_warm_starts(trained):
 
 def test_gamma_break_stops_the_segment(trained):
     aimd, doc = trained
-    maker = MlpMdMaker(max_steps=400, gamma_break=1.2, temperature=3000.0)
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=400, gamma_break=1.2, temperature=3000.0))
     out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
     assert out.stop_reason == "gamma_break"
     assert out.gamma_at_stop > 1.2
@@ -75,7 +76,7 @@ def test_gamma_break_stops_the_segment(trained):
 
 def test_step_limit_when_gamma_stays_below_break(trained):
     aimd, doc = trained
-    maker = MlpMdMaker(max_steps=30, gamma_break=1e9, save_interval=10)
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=30, gamma_break=1e9, save_interval=10))
     out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
     assert out.stop_reason == "max_steps" and out.n_steps == 30
     assert [p["step"] for p in out.trajectory.frame_properties] == [0, 10, 20, 30]
@@ -85,7 +86,7 @@ def test_step_limit_when_gamma_stays_below_break(trained):
 
 def test_gamma_every_k_steps(trained):
     aimd, doc = trained
-    maker = MlpMdMaker(max_steps=20, gamma_break=1e9, gamma_every=5)
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=20, gamma_break=1e9, gamma_every=5))
     out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
     assert [s for s, _ in out.gamma_history] == [0, 5, 10, 15, 20]
 
@@ -107,7 +108,7 @@ def _heated(structure, factor):
 
 def test_hot_start_is_cooled_to_the_target(trained):
     aimd, doc = trained
-    maker = MlpMdMaker(max_steps=5, gamma_break=1e9, temperature=aimd.temperature_end)
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=5, gamma_break=1e9, temperature=aimd.temperature_end))
     hot = _heated(aimd.structure, 4.0)
     out = MlpMdMaker.make.original(maker, hot, doc.potential, doc.training_set)
     assert out.start_cooled_from == pytest.approx(4.0 * aimd.temperature_end, rel=1e-6)
@@ -117,7 +118,7 @@ def test_hot_start_is_cooled_to_the_target(trained):
 
 def test_start_within_the_factor_keeps_its_velocities(trained):
     aimd, doc = trained
-    maker = MlpMdMaker(max_steps=5, gamma_break=1e9, temperature=aimd.temperature_end)
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=5, gamma_break=1e9, temperature=aimd.temperature_end))
     warm = _heated(aimd.structure, 1.4)
     out = MlpMdMaker.make.original(maker, warm, doc.potential, doc.training_set)
     assert out.start_cooled_from is None

@@ -28,16 +28,17 @@ from pymatgen.io.vasp import Incar, Kpoints, Poscar, Xdatcar
 import fake_vasp
 import public_vasp_data as public
 from engine_fakes import fake_command
-from haml_flows.engines.choice import EngineError
+from haml_flows.engines.commands import EngineError
 from haml_flows.engines.frames import atoms_with_velocities
+from haml_flows.engines.reference import seeded_velocities
 from haml_flows.engines.training import MtpTrainMaker
 from haml_flows.engines.vasp import (
     VaspAimdSegmentMaker,
     kinetic_temperature,
     read_vasp_md,
     read_vasprun_frames,
-    seeded_velocities,
 )
+from haml_flows.spec import MtpSpec
 
 FAST_CUSTODIAN = {"custodian_kwargs": {"polling_time_step": 0.2, "monitor_freq": 1}}
 
@@ -134,7 +135,7 @@ def test_first_segment_draws_seeded_velocities(in_tmp, li_cell):
 
 def test_frames_join_the_training_set(in_tmp, hot_cell):
     doc = _run(_maker(n_steps=5), hot_cell)
-    train = MtpTrainMaker(level=4, radial_iterations=2, holdout_fraction=0.2)
+    train = MtpTrainMaker(mtp=MtpSpec(level=4, radial_iterations=2, holdout_fraction=0.2))
     out = MtpTrainMaker.make.original(train, doc.trajectory)
     assert out.training_set_size == 5
     from haml_flows.mtp.frames import cfg_to_frames
@@ -234,11 +235,11 @@ def test_gzipped_run_folder_reads_like_a_plain_one(in_tmp, hot_cell):
         "vasprun.xml.gz", "OUTCAR.gz", "OSZICAR.gz", "CONTCAR.gz", "XDATCAR.gz",
     }
     read = read_vasp_md(zipped, 1.0)
-    assert read["trajectory"].frame_properties == plain["trajectory"].frame_properties
-    assert read["structure"] == plain["structure"]
-    assert read["structure"].site_properties == plain["structure"].site_properties
+    assert read.properties == plain.properties
+    assert read.structure == plain.structure
+    assert read.structure.site_properties == plain.structure.site_properties
     for key in ("n_steps", "simulated_fs", "temperature_start", "temperature_end", "cpu_seconds", "cores"):
-        assert read[key] == plain[key], key
+        assert getattr(read, key) == getattr(plain, key), key
 
 
 def test_fake_oszicar_counts_as_vasp_does():

@@ -20,15 +20,15 @@ from pymatgen.core.trajectory import Trajectory
 from haml_flows.engines.mlpmd import MlpMdMaker
 from haml_flows.engines.reference import AimdSegmentMaker, LennardJonesAimdSegmentMaker
 from haml_flows.engines.training import MtpTrainMaker
-from haml_flows.faults.collapse import pair_minimum_distances
+from haml_flows.distances import pair_minimum_distances
 from haml_flows.mtp.frames import cfg_to_frames
 from haml_flows.mtp.grade import load_potential, mtp_calculator, potential_text
 from haml_flows.queries import cycle_docs, run_summary, trajectory
 from haml_flows.flows.haml import HamlMaker
 from haml_flows.runner import prepare_run, run_prepared_locally
 from haml_flows.faults.handlers import AimdSegmentFailed
-from haml_flows.schemas import AimdSegmentDoc, MlpMdDoc, TrainingDoc
-from haml_flows.spec import SpecError, load_spec, parse_spec
+from haml_flows.schemas import AimdSegmentDoc, CycleState, MlpMdDoc, TrainingDoc
+from haml_flows.spec import MlpMdSpec, MtpSpec, SpecError, load_spec, parse_spec
 from haml_flows.systems import li_lpsc_mini
 
 DATA = Path(__file__).parents[1] / "data"
@@ -40,7 +40,7 @@ def trained():
     maker = LennardJonesAimdSegmentMaker(n_steps=12, mb_velocity_seed=3)
     aimd = LennardJonesAimdSegmentMaker.make.original(maker, li_lpsc_mini(li_layers=1))
     doc = MtpTrainMaker.make.original(
-        MtpTrainMaker(level=6, radial_iterations=5), aimd.trajectory
+        MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=5)), aimd.trajectory
     )
     return aimd, doc
 
@@ -74,7 +74,7 @@ def _mlpmd(trained, potential, store, tmp_path, monkeypatch, **settings):
     aimd, doc = trained
     # the grade off: grades of a collapsing potential exceed any finite threshold
     maker = MlpMdMaker(
-        max_steps=300, gamma_break=float("inf"), save_interval=5, **settings
+        mlpmd=MlpMdSpec(max_steps=300, gamma_break=float("inf"), save_interval=5, **settings)
     )
     job = maker.make(aimd.structure, potential, doc.training_set)
     output, lost = _run_job(job, store, tmp_path, monkeypatch)
@@ -196,9 +196,9 @@ def test_healthy_potential_is_not_flagged(trained):
     # 15 L-BFGS iterations: the fixture's 5 leave radial functions that blow up
     # within 60 steps on this system (a real collapse, not a false alarm)
     doc = MtpTrainMaker.make.original(
-        MtpTrainMaker(level=6, radial_iterations=15), aimd.trajectory
+        MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=15)), aimd.trajectory
     )
-    maker = MlpMdMaker(max_steps=60, gamma_break=1e9)
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=60, gamma_break=1e9))
     out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
     assert out.stop_reason == "max_steps" and out.collapse == []
     assert out.rolled_back_to_step is None and out.guard_seconds > 0
@@ -224,7 +224,7 @@ def _new_segment(aimd, energy_scale=1.0, seed=11):
 
 def _train(trained, segment, store, tmp_path, monkeypatch, **settings):
     aimd, doc = trained
-    maker = MtpTrainMaker(**{"level": 6, "radial_iterations": 5, **settings})
+    maker = MtpTrainMaker(mtp=MtpSpec(**{"level": 6, "radial_iterations": 5, **settings}))
     job = maker.make(segment, doc.training_set, doc.potential)
     output, lost = _run_job(job, store, tmp_path, monkeypatch)
     return TrainingDoc.model_validate(output), lost
@@ -247,7 +247,7 @@ def test_singular_training_set_keeps_previous_potential(
     # one coordinate of 1e300 A in the stored training set makes the linear
     # least-squares system that motep solves numerically singular
     corrupt = _corrupt_first_coordinate(doc.training_set)
-    maker = MtpTrainMaker(level=6, radial_iterations=5)
+    maker = MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=5))
     job = maker.make(_new_segment(aimd), corrupt, doc.potential)
     output, lost = _run_job(job, job_store, tmp_path, monkeypatch)
     out = TrainingDoc.model_validate(output)
@@ -385,18 +385,23 @@ def test_training_fallback_lengthens_next_aimd(
             mlpmd__continue_trusted=False,
         )
     )
-    cycles = HamlMaker.from_spec(spec).cycle_maker
-    job = cycles.make(aimd.structure, training_set=doc.training_set, potential=doc.potential)
+    run = HamlMaker.from_spec(spec)
+    job = run.cycle_maker.make(
+        CycleState(
+            run_id=run.run_id, structure=aimd.structure,
+            training_set=doc.training_set, potential=doc.potential,
+        )
+    )
     monkeypatch.chdir(tmp_path)
     run_locally(job, store=job_store, log=False, ensure_success=True)
-    docs = cycle_docs(job_store, cycles.run_id)
+    docs = cycle_docs(job_store, run.run_id)
     assert [d.cycle for d in docs] == [1, 2]
     first = docs[0].training_fallback
     assert first is not None and first.handler == "NoImprovementHandler"
     assert docs[0].aimd_steps == spec.reference.steps
     assert docs[1].aimd_steps == 2 * spec.reference.steps
     assert docs[1].aimd_fs == pytest.approx(2 * docs[0].aimd_fs)
-    lost = _lost_in_run(job_store, cycles.run_id, 2)
+    lost = _lost_in_run(job_store, run.run_id, 2)
     assert lost == 0
     fault_ledger.record(
         "Training fallback inside a run",
@@ -498,6 +503,15 @@ def test_unfixable_reference_failure_stops_with_clear_error(
         documents_lost=lost,
         outcome="no handler applies; the segment stops naming the method",
     )
+
+
+def test_a_failed_segment_leaves_its_files_with_its_job(job_store, tmp_path):
+    # custodian works in the job's own directory, so the evidence stays there
+    job = _xtb_maker(2, method="GFN9-xTB").make(li_lpsc_mini(li_layers=1))
+    run_locally(job, store=job_store, log=False, create_folders=True, root_dir=tmp_path)
+    (job_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert "GFN9-xTB" in json.loads((job_dir / "aimd_error.json").read_text())["message"]
+    assert json.loads((job_dir / "aimd_settings.json").read_text())["n_steps"] == 2
 
 
 @pytest.mark.slow

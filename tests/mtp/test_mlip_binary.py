@@ -21,19 +21,21 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from typer.testing import CliRunner
 
 from haml_flows.cli.main import app
-from haml_flows.engines.training import MtpTrainMaker
-from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
-from haml_flows.mtp.grade import ActiveSet, load_potential, mtp_calculator
-from haml_flows.mtp.mlip_binary import (
-    FWORKER_PLACEHOLDER,
+from haml_flows.engines.commands import resolve_command as resolve_mlp_cmd
+from haml_flows.engines.mlip import (
     MlpError,
     calc_grade_with_mlp,
     parse_grades,
-    resolve_mlp_cmd,
     select_add_with_mlp,
     train_with_mlp,
 )
+from haml_flows.engines.training import MtpTrainMaker
+from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
+from haml_flows.mtp.grade import ActiveSet, load_potential, mtp_calculator
 from haml_flows.mtp.training import _errors
+from haml_flows.spec import MtpSpec
+
+FWORKER_PLACEHOLDER = ">>mlp_cmd<<"
 
 FAKE = Path(__file__).with_name("fake_mlp.py")
 MLP = f"{shlex.quote(sys.executable)} {shlex.quote(str(FAKE))}"
@@ -230,7 +232,7 @@ def _trajectory(frames) -> Trajectory:
 
 
 def test_train_maker_with_mlp_cmd_produces_training_doc(frames, mlp_log):
-    maker = MtpTrainMaker(level=8, cutoff=4.5, species=["Al", "Cu"], mlp_cmd=MLP)
+    maker = MtpTrainMaker(mtp=MtpSpec(level=8, cutoff=4.5, species=["Al", "Cu"]), mlp_cmd=MLP)
     doc = MtpTrainMaker.make.original(maker, _trajectory(frames[:8]))
     assert doc.engine == "mlip-mlp"
     assert [c["argv"][0] for c in _log(mlp_log)] == ["train"]
@@ -270,7 +272,8 @@ def test_haml_maker_takes_mlp_cmd_from_settings(tmp_path, monkeypatch):
     spec = load_spec(Path(__file__).parents[2] / "workflows" / "li_lpsc_mini.yaml")
     monkeypatch.setenv("HAML_CONFIG_FILE", str(tmp_path / "none.yaml"))
     monkeypatch.delenv("HAML_MLP_CMD", raising=False)
-    assert HamlMaker.from_spec(spec).cycle_maker.train_maker.mlp_cmd is None
+    assert HamlMaker.from_spec(spec).cycle_maker.train_maker.command_setting() is None
     monkeypatch.setenv("HAML_MLP_CMD", FWORKER_PLACEHOLDER)
     # resolved on the worker at run time, not when the flow is built
-    assert HamlMaker.from_spec(spec).cycle_maker.train_maker.mlp_cmd == FWORKER_PLACEHOLDER
+    train_maker = HamlMaker.from_spec(spec).cycle_maker.train_maker
+    assert train_maker.command_setting() == FWORKER_PLACEHOLDER

@@ -36,9 +36,9 @@ def screen_file():
 def clients(haml_settings, job_store):
     """Settings, JobStore, a reset LaunchPad and the pymongo database of one test."""
     from haml_flows.database.stores import connect
-    from haml_flows.screening.launchpad import screen_launchpad
+    from haml_flows.database.stores import make_launchpad
 
-    launchpad = screen_launchpad(haml_settings)
+    launchpad = make_launchpad(haml_settings)
     launchpad.reset("", require_password=False)
     db = connect(haml_settings)
     yield haml_settings, job_store, launchpad, db

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from haml_flows.builders.screen import expand_candidates, spec_hash
+from haml_flows.screening.plan import expand_candidates, spec_hash
 from haml_flows.spec import SpecError
 
 

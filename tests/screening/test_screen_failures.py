@@ -1,6 +1,7 @@
 """A job that fails on a worker shows up in status with its reason."""
 
 import pytest
+import yaml
 from fireworks import FWorker
 from fireworks.core.rocket_launcher import rapidfire
 from typer.testing import CliRunner
@@ -18,9 +19,14 @@ def test_fizzled_training_is_reported_with_its_reason(
     tmp_path, screen_file, clients, monkeypatch
 ):
     settings, store, launchpad, db = clients
-    path = screen_file(tmp_path, dopants=["Se", "O"], seeds=[1])
-    # the Se candidate trains with an `mlp` command that exists at submission
-    # (submission checks it) and is gone by the time the worker runs it
+    # the Se candidate trains with the `mlp` command the worker's settings
+    # name (mtp.engine unset: mlip when one is configured); it exists at
+    # submission (submission checks it) and is gone by the time the worker
+    # runs it. The O candidate names motep, so it never needs it.
+    path = screen_file(tmp_path, dopants=["O"], seeds=[1])
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    base["mtp"]["engine"] = "motep"
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     mlp = tmp_path / "no-such-mlp-binary"
     mlp.write_text("#!/bin/sh\nexit 0\n")
     mlp.chmod(0o755)
@@ -29,7 +35,6 @@ def test_fizzled_training_is_reported_with_its_reason(
     se.mkdir()
     se_screen = screen_file(se, dopants=["Se"], seeds=[1])
     submit_screen(se_screen, store, launchpad, db, settings.DOCS_COLLECTION)
-    monkeypatch.delenv("HAML_MLP_CMD")
     mlp.unlink()
     submit_screen(path, store, launchpad, db, settings.DOCS_COLLECTION)  # adds O only
 

@@ -152,9 +152,9 @@ def test_cli_unknown_rank_key_is_refused(cli_env):
 def test_first_submission_initializes_an_empty_launchpad(tmp_path, screen_file, haml_settings, job_store):
     """A new database needs no `lpad reset` before the first screen."""
     from haml_flows.database.stores import connect
-    from haml_flows.screening.launchpad import screen_launchpad
+    from haml_flows.database.stores import make_launchpad
 
-    launchpad, db = screen_launchpad(haml_settings), connect(haml_settings)
+    launchpad, db = make_launchpad(haml_settings), connect(haml_settings)
     assert launchpad.fw_id_assigner.count_documents({}) == 0
     path = screen_file(tmp_path, dopants=["Se"], seeds=[1])
     report = submit_screen(path, job_store, launchpad, db, haml_settings.DOCS_COLLECTION)

@@ -4,7 +4,7 @@ The screen is real: bulk Li6PS5Cl doped with Se and O, two seeds each, two
 HAML cycles per candidate on the Lennard-Jones reference (the analytic test
 double of the AIMD engine) with a level-6 MTP. The workers are ``haml
 worker`` processes (FireWorks' ``rapidfire`` on the id-safe LaunchPad of
-haml_flows.screening.launchpad) reading a launchpad.yaml and a
+haml_flows.database.launchpad) reading a launchpad.yaml and a
 my_fworker.yaml derived from the shipped ones.
 """
 
@@ -115,7 +115,7 @@ def test_two_workers_finish_a_screen_once(tmp_path, screen_file, clients, monkey
 
 ID_TAKER = """
 import sys
-from haml_flows.screening.launchpad import AtomicIdLaunchPad
+from haml_flows.database.launchpad import AtomicIdLaunchPad
 lp = AtomicIdLaunchPad.from_file(sys.argv[1])
 ids = [lp.get_new_fw_id() for _ in range(150)] + [lp.get_new_launch_id() for _ in range(150)]
 print(" ".join(map(str, ids)))

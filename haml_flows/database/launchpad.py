@@ -1,4 +1,4 @@
-"""A FireWorks LaunchPad whose id counters stay unique under concurrent workers.
+"""The FireWorks LaunchPad: ids that stay unique under concurrent workers, first use.
 
 FireWorks hands out Firework and launch ids with
 ``find_one_and_update({}, {"$inc": ...})`` and reads the counter from the
@@ -64,7 +64,6 @@ class AtomicIdLaunchPad(LaunchPad):
         self.workflows.insert_many(wf.to_db_dict() for wf in wfs)
         self.fireworks.insert_many(fw.to_db_dict() for wf in wfs for fw in wf)
 
-
     @classmethod
     def from_dict(cls, d: dict) -> AtomicIdLaunchPad:
         """Like ``LaunchPad.from_dict`` (which always builds a plain LaunchPad)."""
@@ -86,10 +85,3 @@ def ensure_initialized(launchpad: LaunchPad) -> bool:
         )
     launchpad.reset("", require_password=False)
     return True
-
-
-def screen_launchpad(settings=None) -> AtomicIdLaunchPad:
-    """The LaunchPad of ``make_launchpad`` (same server and database), id-safe."""
-    from haml_flows.database.stores import make_launchpad
-
-    return make_launchpad(settings)

@@ -1,0 +1,139 @@
+"""What the commands share: the console, the database connection, a run's table."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from haml_flows.database.server import DatabaseUnavailableError, ensure_database
+from haml_flows.database.stores import connect, make_job_store, make_launchpad
+from haml_flows.queries import cycle_docs, run_summary
+from haml_flows.schemas import CycleDoc
+from haml_flows.settings import HamlSettings, get_settings
+
+console = Console()
+if not console.is_terminal:
+    console = Console(width=160)
+
+WORKDIR = typer.Option(Path("haml_runs"), help="Directory for the jobs' working folders.")
+"""The ``--workdir`` option of the commands that run jobs here."""
+
+STOP_LABELS = {"gamma_break": "break", "max_steps": "limit", "collapse": "collapse"}
+
+
+def show(*objects, **kwargs) -> None:
+    """Print on the commands' console."""
+    console.print(*objects, **kwargs)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Print ``message`` as an error on one line (never wrapped) and leave with ``code``."""
+    from rich.markup import escape
+
+    show(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code)
+
+
+@contextlib.contextmanager
+def quiet_dependencies(*categories: type[Warning]) -> Iterator[None]:
+    """Dependencies' warnings (by default deprecation notices) hidden while a command runs.
+
+    The filter ends with the block: nothing is silenced for the rest of the process.
+    """
+    with warnings.catch_warnings():
+        for category in categories or (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("ignore", category=category)
+        yield
+
+
+class _ConsoleHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        show(self.format(record), highlight=False)
+
+
+def show_progress() -> None:
+    """Cycle lines (logger ``haml_flows.progress``) on the console."""
+    progress = logging.getLogger("haml_flows.progress")
+    if not any(isinstance(h, _ConsoleHandler) for h in progress.handlers):
+        progress.addHandler(_ConsoleHandler())
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
+def connect_store(settings: HamlSettings | None = None):
+    """The connected JobStore of the configured database (started if embedded)."""
+    settings = get_settings(settings)
+    try:
+        ensure_database(settings)
+    except DatabaseUnavailableError as exc:
+        fail(str(exc), code=2)
+    store = make_job_store(settings)
+    store.connect()
+    return store
+
+
+@dataclass
+class Clients:
+    """Everything a screen command talks to, on the configured database."""
+
+    settings: HamlSettings
+    store: object
+    launchpad: object
+    db: object
+
+
+def clients(settings: HamlSettings | None = None) -> Clients:
+    """Settings, JobStore, LaunchPad and pymongo database on the configured server."""
+    settings = get_settings(settings)
+    store = connect_store(settings)
+    return Clients(settings, store, make_launchpad(settings), connect(settings))
+
+
+def cycle_table(docs: list[CycleDoc], title: str) -> Table:
+    """The per-cycle table: steps, simulated time, errors and stage times.
+
+    E and F are held-out RMSEs; 'stop' is 'break' when gamma passed gamma_break,
+    'limit' at the step limit and 'collapse' when the collapse guard fired.
+    """
+    table = Table(title=title, caption="AIMD / MLP-MD in steps; times in seconds")
+    for column in (
+        "cycle", "AIMD", "AIMD s", "frames", "E meV/at", "F eV/A",
+        "train s", "MLP-MD", "stop", "gamma", "MLP s", "ps",
+    ):
+        table.add_column(column, justify="right")
+    for d in docs:
+        table.add_row(
+            str(d.cycle),
+            str(d.aimd_steps),
+            f"{d.aimd_cost.wall_seconds:.1f}",
+            str(d.training_set_size),
+            f"{1000 * d.energy_rmse:.2f}",
+            f"{d.force_rmse:.3f}",
+            f"{d.training_cost.wall_seconds:.1f}",
+            str(d.mlpmd_steps),
+            STOP_LABELS.get(d.stop_reason, d.stop_reason),
+            f"{d.gamma_at_stop:.2f}",
+            f"{d.mlpmd_cost.wall_seconds:.1f}",
+            f"{d.cumulative_ps:.3f}",
+        )
+    return table
+
+
+def show_run(store, run_id: str, hint: str = "") -> None:
+    """A run's stored cycle table, and how it ended once it has."""
+    show(cycle_table(cycle_docs(store, run_id), f"run {run_id}"))
+    summary = run_summary(store, run_id)
+    if summary is not None:
+        show(
+            f"finished: {summary.cycles} cycles, {summary.simulated_fs / 1000:.3f} ps "
+            f"({summary.stop_reason}){hint}"
+        )
