@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pymatgen.core import Element, Structure
 
 from haml_flows.distances import closest_pair
@@ -38,6 +45,14 @@ shortest S-S is 3.3 A, and flags atoms pressed into each other)."""
 
 TEMPERATURE_FACTOR = 3.0
 """The temperature has run away above this multiple of the thermostat target."""
+
+GAMMA_SELECT = 2.0
+"""MLIP's default ``select:threshold`` (MLIP-3's ``threshold_save``): frames
+graded above it are extrapolating enough to be worth labelling."""
+
+ACTIVE_SET_FRAMES = 300
+"""Training frames the active set is chosen from: the MaxVol selection costs
+one pass over all candidate rows per swap, so the candidates are bounded."""
 
 
 class SpecError(ValueError):
@@ -158,6 +173,24 @@ class MtpSpec(_Section):
     force_weight: float = Field(0.01, ge=0, description="Loss weight of forces.")
     stress_weight: float = Field(0.001, ge=0, description="Loss weight of stresses.")
     seed: int = Field(0, description="Seed of the training.")
+    grade_mode: Literal["neighborhood", "configuration"] = Field(
+        "neighborhood",
+        description="Rows of the extrapolation grade (MLIP's al_mode): site energies "
+        "('neighborhood', MLIP's default and what MLP-MD watches) or configuration "
+        "energies ('configuration').",
+    )
+    active_set_frames: int | None = Field(
+        ACTIVE_SET_FRAMES,
+        gt=0,
+        description="Cap on the training frames the grade's active set is chosen "
+        "from (the newest half and older ones evenly spaced); None = all.",
+    )
+
+    def fit_settings(self) -> dict:
+        """The fields the fit takes (not the engine, species or the grade's)."""
+        return self.model_dump(
+            exclude={"engine", "species", "grade_mode", "active_set_frames"}
+        )
 
     @field_validator("level")
     @classmethod
@@ -195,6 +228,16 @@ class MlpMdSpec(_Section):
     )
     gamma_break: float = Field(10.0, gt=1, description="Stop when gamma exceeds it.")
     gamma_every: int = Field(1, gt=0, description="Evaluate gamma every k steps.")
+    gamma_select: float = Field(
+        GAMMA_SELECT, gt=1,
+        description="Frames graded above it (and not above gamma_break) are kept "
+        "for labelling, as MLIP's select:threshold.",
+    )
+    max_selected: int = Field(
+        20, ge=0,
+        description="Most frames a segment keeps above gamma_select (the highest "
+        "graded, at least save_interval steps apart).",
+    )
     temperature: float = Field(300.0, gt=0, description="Thermostat target, K.")
     thermostat_time: float = Field(
         NOSE_HOOVER_TIME_FS, gt=0, description="Nose-Hoover characteristic time, fs."
@@ -218,6 +261,15 @@ class MlpMdSpec(_Section):
         TEMPERATURE_FACTOR, gt=1,
         description="Collapse guard: temperature limit / thermostat target.",
     )
+
+    @model_validator(mode="after")
+    def _select_below_break(self) -> MlpMdSpec:
+        if self.gamma_select >= self.gamma_break:
+            raise ValueError(
+                f"gamma_select ({self.gamma_select:g}) must be below gamma_break "
+                f"({self.gamma_break:g}): frames are selected between the two"
+            )
+        return self
 
 
 class StopSpec(_Section):
@@ -299,6 +351,8 @@ def _format_error(exc: ValidationError) -> str:
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "spec"
         message = err["msg"]
+        if err["type"] == "value_error":  # our validators' own words, without pydantic's prefix
+            message = str(err["ctx"]["error"])
         if err["type"] == "extra_forbidden":
             message = f"unknown key; allowed: {_allowed_keys(err['loc'])}"
         lines.append(f"{where}: {message}")

@@ -41,6 +41,7 @@ from motep.potentials.mtp.data import MTPData
 
 from haml_flows.mtp.engine import KernelMTPEngine
 from haml_flows.mtp.kernel import MtpKernel, mlip_maxvol
+from haml_flows.mtp.sampling import recent_and_spread
 
 SPECIES_TAG = "species:"
 """``potential_tag`` prefix that records atomic numbers (``.mtp`` has no field for them)."""
@@ -163,7 +164,7 @@ class ActiveSet:
         names = parameter_names(self.data)
         return [names[j] for j in np.flatnonzero(self.slots[:, 0] < 0)]
 
-    def uncovered_species(self) -> dict[str, int]:
+    def uncovered_blocks(self) -> dict[str, int]:
         """Uncovered parameters per species pair or species, e.g. {'radial Se-Cl': 24}."""
         counts: dict[str, int] = {}
         for name in self.uncovered:
@@ -179,6 +180,7 @@ class ActiveSet:
         *,
         mode: GradeMode = "neighborhood",
         require_span: bool = True,
+        frame_ids: Sequence[int] | None = None,
     ) -> ActiveSet:
         """Select the active set among the rows of ``frames`` (MLIP's ``calc-grade``).
 
@@ -188,7 +190,8 @@ class ActiveSet:
         are needed. Without ``require_span`` such a set is built as MLIP
         builds it (the parameters left over keep their ``1e-6 e_j`` rows, so
         MD leaves the training frames with a grade far above any threshold)
-        and ``shortfall`` says by how many rows.
+        and ``shortfall`` says by how many rows. ``frame_ids`` names the
+        frames in the slots (default: their positions in ``frames``).
         """
         if mode not in GRADE_MODES:
             raise GradeError(f"grade mode must be one of {GRADE_MODES}, got {mode!r}")
@@ -213,7 +216,10 @@ class ActiveSet:
         picked, _ = mlip_maxvol(np.vstack([matrix, np.zeros((padding, matrix.shape[1]))]))
         submatrix = UNCOVERED_ROW * np.eye(matrix.shape[1])
         submatrix[picked >= 0] = matrix[picked[picked >= 0]]
-        slots = np.array([owners[r] if r >= 0 else (-1, -1) for r in picked])
+        ids = list(range(len(frames))) if frame_ids is None else [int(i) for i in frame_ids]
+        slots = np.array(
+            [(ids[owners[r][0]], owners[r][1]) if r >= 0 else (-1, -1) for r in picked]
+        )
         active = cls(data, submatrix, slots, mode=mode, n_candidates=matrix.shape[0])
         active.shortfall = shortfall
         return active
@@ -301,6 +307,26 @@ class ActiveSet:
     def gamma(self, atoms_with_calc: Atoms) -> float:
         """Grade of ``atoms`` (any calculator: the potential is this set's)."""
         return self.grade_frames([atoms_with_calc])[0]
+
+
+def candidate_active_set(
+    potential: str | MTPData,
+    frames: Sequence[Atoms],
+    *,
+    mode: GradeMode = "neighborhood",
+    max_frames: int | None = None,
+) -> tuple[ActiveSet, list[int]]:
+    """The active set of a run's training set, as MLIP builds it, from bounded candidates.
+
+    The candidates are at most ``max_frames`` training frames (the newest
+    half and older ones evenly spaced); slots name training-set indices.
+    Returns the set and the candidates' indices.
+    """
+    ids = recent_and_spread(len(frames), max_frames)
+    active = ActiveSet.from_training(
+        potential, [frames[i] for i in ids], mode=mode, require_span=False, frame_ids=ids
+    )
+    return active, ids
 
 
 def _check_frame(data: MTPData, atoms: Atoms, index: int) -> None:

@@ -34,6 +34,7 @@ from haml_flows.distances import pair_minimum_distances
 from haml_flows.mtp.basis import untrained_mtp
 from haml_flows.mtp.frames import frame_species
 from haml_flows.mtp.grade import load_potential, potential_text
+from haml_flows.mtp.sampling import evenly_spaced, recent_and_spread
 from haml_flows.spec import MtpSpec
 
 MIN_DIST_MARGIN = 0.9
@@ -155,24 +156,13 @@ def _radial_step(iterations: int, coefficients: Sequence[str] = LBFGS_COEFFICIEN
 
 
 def _recent_and_spread(frames: list[Atoms], n: int | None) -> list[Atoms]:
-    """At most ``n`` frames: the newest half of ``n``, and older ones evenly spaced.
-
-    The newest frames are where the previous potential extrapolated; the
-    spread keeps every earlier part of the run represented.
-    """
-    if n is None or len(frames) <= n:
-        return frames
-    recent = n // 2
-    older = frames[: len(frames) - recent]
-    return _evenly_spaced(older, n - recent) + frames[len(frames) - recent :]
+    """At most ``n`` frames: the newest half of ``n``, and older ones evenly spaced."""
+    return [frames[i] for i in recent_and_spread(len(frames), n)]
 
 
 def _evenly_spaced(frames: list[Atoms], n: int | None) -> list[Atoms]:
     """At most ``n`` frames spread over the whole run, always including the last."""
-    if n is None or len(frames) <= n:
-        return frames
-    picks = np.unique(np.round(np.linspace(0, len(frames) - 1, n)).astype(int))
-    return [frames[i] for i in picks]
+    return [frames[i] for i in evenly_spaced(len(frames), n)]
 
 
 def _initial_data(

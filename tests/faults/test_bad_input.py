@@ -50,7 +50,16 @@ CASES = {
     "gamma_break <= 1": (
         {"mlpmd": {"gamma_break": 1.0}}, "mlpmd.gamma_break: Input should be greater than 1"
     ),
-    "odd lev_max": ({"mtp": {"level": 7}}, "mtp.level: Value error, level must be even and in 2..28"),
+    "gamma_select not below gamma_break": (
+        {"mlpmd": {"gamma_select": 3.0}},
+        "mlpmd: gamma_select (3) must be below gamma_break (3): frames are selected "
+        "between the two",
+    ),
+    "unknown grade mode": (
+        {"mtp": {"grade_mode": "atoms"}},
+        "mtp.grade_mode: Input should be 'neighborhood' or 'configuration'",
+    ),
+    "odd lev_max": ({"mtp": {"level": 7}}, "mtp.level: level must be even and in 2..28"),
     "lev_max out of range": ({"mtp": {"level": 30}}, "level must be even and in 2..28, got 30"),
     "cutoff not above min_dist": (
         {"mtp": {"min_dist": 6.0}}, "mtp.cutoff (5.0) must be above mtp.min_dist (6.0)"
@@ -59,7 +68,7 @@ CASES = {
         {"mtp": {"cutoff": 1.0}}, "mtp.cutoff (1.0) must be above the shortest interatomic distance"
     ),
     "unknown element": (
-        {"mtp": {"species": ["Li", "Xx"]}}, "mtp.species: Value error, unknown elements ['Xx']"
+        {"mtp": {"species": ["Li", "Xx"]}}, "mtp.species: unknown elements ['Xx']"
     ),
     "species the MTP does not cover": (
         {"mtp": {"species": ["Li", "P", "S"]}},
