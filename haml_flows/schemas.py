@@ -75,6 +75,37 @@ class AimdSegmentDoc(BaseModel):
     )
 
 
+class ActiveSetDoc(BaseModel):
+    """The extrapolation grade's MaxVol active set of one potential (MLIP's state.als).
+
+    Its rows are the derivatives of energies with respect to every MTP
+    parameter; the (frame, atom) of each row is the training document's
+    ``active_set_slots`` (in the data store).
+    """
+
+    mode: Literal["neighborhood", "configuration"] = Field(
+        description="Rows of site energies ('neighborhood') or configuration energies."
+    )
+    n_params: int = Field(description="Parameters of the potential: rows of the matrix.")
+    candidate_frames: list[int] = Field(
+        description="Training-set indices of the frames the set was chosen from."
+    )
+    n_candidates: int = Field(description="Candidate rows (neighbourhoods or frames).")
+    shortfall: int = Field(
+        description="Rows missing to span the parameters the candidates excite (0: "
+        "spanned); a short set makes MD break as soon as it leaves the training frames."
+    )
+    uncovered: int = Field(
+        description="Parameters no candidate row covers; they keep MLIP's 1e-6 start "
+        "row, so a configuration exciting them grades far above any threshold."
+    )
+    uncovered_blocks: dict[str, int] = Field(
+        default_factory=dict,
+        description="Uncovered parameters per block, e.g. {'radial Se-Cl': 24}.",
+    )
+    cost: StageCost = Field(description="Wall and CPU time of choosing the set.")
+
+
 class TrainingDoc(BaseModel):
     """Output of one MTP training on all reference frames gathered so far."""
 
@@ -95,6 +126,16 @@ class TrainingDoc(BaseModel):
     force_rmse: float = Field(description="Force RMSE on held-out frames, eV/Angstrom.")
     warm_started: bool = Field(description="Started from the previous potential.")
     cost: StageCost = Field(description="Wall and CPU time of the training.")
+    active_set: ActiveSetDoc | None = Field(
+        None,
+        description="The grade's active set of the potential; None when the "
+        "potential's derivatives are not finite (or in a run stored before it was kept).",
+    )
+    active_set_slots: list[list[int]] | None = Field(
+        None,
+        description="[training frame, atom] of each row of the active set's matrix "
+        "(atom -1 in configuration mode; [-1, -1] for a 1e-6 start row).",
+    )
     fallback: FaultCorrection | None = Field(
         None,
         description="Set when the fit failed and the previous potential was kept "
@@ -127,6 +168,20 @@ class MlpMdDoc(BaseModel):
     )
     gamma_at_stop: float = Field(description="Extrapolation grade of the last step.")
     gamma_max: float = Field(description="Largest grade seen during the segment.")
+    grade_mode: Literal["neighborhood", "configuration"] | None = Field(
+        None,
+        description="Rows the grade was computed over (all MTP parameters); None: "
+        "stored before the mode was recorded, or no grade (a broken potential).",
+    )
+    gamma_select: float | None = Field(
+        None, description="Selection threshold of the segment (MLIP's select:threshold)."
+    )
+    selected: Trajectory | None = Field(
+        None,
+        description="Frames graded above gamma_select and not above gamma_break "
+        "(frame property 'gamma'), for the next cycle to label.",
+    )
+    n_selected: int = Field(0, description="Frames in 'selected'.")
     temperature_start: float = Field(description="Temperature of the first frame, K.")
     temperature_end: float = Field(description="Temperature of the last frame, K.")
     start_cooled_from: float | None = Field(
@@ -170,6 +225,12 @@ class CycleDoc(BaseModel):
     mlpmd_fs: float = Field(description="Simulated MLP-MD time in this cycle, fs.")
     gamma_at_stop: float = Field(description="Grade at the last MLP-MD step.")
     gamma_max: float = Field(description="Largest grade in the MLP-MD segment.")
+    grade_mode: str | None = Field(
+        None, description="Rows of the grade ('neighborhood', 'configuration'); None: unknown."
+    )
+    n_selected: int = Field(
+        0, description="MLP-MD frames graded above gamma_select, kept for labelling."
+    )
     stop_reason: str = Field(description="Why the MLP-MD segment ended.")
     training_set_size: int = Field(description="Frames the MTP was trained on.")
     energy_rmse: float = Field(description="Held-out energy RMSE, eV/atom.")

@@ -81,7 +81,9 @@ def test_cycle_table_names_each_stop_reason():
     console = Console(width=200, record=True)
     console.print(cycle_table(docs, "run r"))
     rows = [[cell.strip() for cell in line.split("│")[1:-1]]
-            for line in console.export_text().splitlines() if line.count("│") == 13]
+            for line in console.export_text().splitlines() if line.count("│") == 14]
     assert [row[8] for row in rows if row[0] in ("1", "2", "3")] == [
         "break", "limit", "collapse"
     ]
+    # the grade at the stop and the frames kept above gamma_select
+    assert [row[9:11] for row in rows if row[0] == "1"] == [["2", "0"]]

@@ -102,12 +102,18 @@ def cycle_table(docs: list[CycleDoc], title: str) -> Table:
     """The per-cycle table: steps, simulated time, errors and stage times.
 
     E and F are held-out RMSEs; 'stop' is 'break' when gamma passed gamma_break,
-    'limit' at the step limit and 'collapse' when the collapse guard fired.
+    'limit' at the step limit and 'collapse' when the collapse guard fired;
+    'γ stop' is the grade of the last step (over all MTP parameters) and
+    'sel' the frames kept above gamma_select.
     """
-    table = Table(title=title, caption="AIMD / MLP-MD in steps; times in seconds")
+    table = Table(
+        title=title,
+        caption="AIMD / MLP-MD in steps; times in seconds; γ: MaxVol grade "
+        "over all MTP parameters",
+    )
     for column in (
         "cycle", "AIMD", "AIMD s", "frames", "E meV/at", "F eV/A",
-        "train s", "MLP-MD", "stop", "gamma", "MLP s", "ps",
+        "train s", "MLP-MD", "stop", "γ stop", "sel", "MLP s", "ps",
     ):
         table.add_column(column, justify="right")
     for d in docs:
@@ -121,7 +127,8 @@ def cycle_table(docs: list[CycleDoc], title: str) -> Table:
             f"{d.training_cost.wall_seconds:.1f}",
             str(d.mlpmd_steps),
             STOP_LABELS.get(d.stop_reason, d.stop_reason),
-            f"{d.gamma_at_stop:.2f}",
+            f"{d.gamma_at_stop:.3g}",
+            str(d.n_selected),
             f"{d.mlpmd_cost.wall_seconds:.1f}",
             f"{d.cumulative_ps:.3f}",
         )

@@ -44,10 +44,12 @@ from haml_flows.engines.frames import (
     structure_with_velocities,
 )
 from haml_flows.engines.mlip import calc_grade_with_mlp, run_mlp
-from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
+from haml_flows.engines.selection import SelectedFrames
+from haml_flows.mtp.frames import GRADE_FEATURE, cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.grade import load_potential, mtp_calculator
-from haml_flows.schemas import MlpMdDoc
-from haml_flows.spec import MlpMdSpec
+from haml_flows.mtp.sampling import recent_and_spread
+from haml_flows.schemas import ActiveSetDoc, MlpMdDoc
+from haml_flows.spec import ACTIVE_SET_FRAMES, MlpMdSpec
 
 BREAK_EXIT_STATUS = 8
 BREAK_MESSAGE = re.compile(r"Breaking threshold exceeded \(MV-grade:\s*([-+0-9.eE]+)\)")
@@ -196,6 +198,18 @@ def read_thermo(path: Path) -> dict[int, dict]:
     return rows
 
 
+def candidate_frames(training_set: str, candidates: list[int] | None) -> list[Atoms]:
+    """The training frames the active set is chosen from (training-set indices).
+
+    None: the newest half and older ones evenly spaced, as the training job
+    picks them (a training stored before it kept its active set).
+    """
+    frames = cfg_to_frames(training_set)
+    if candidates is None:
+        candidates = recent_and_spread(len(frames), ACTIVE_SET_FRAMES)
+    return [frames[i] for i in candidates]
+
+
 @dataclass
 class LammpsMlpMdMaker(Maker):
     """One NVT Nose-Hoover MLP-MD segment in LAMMPS + MLIP, stopped at γ > γ_break.
@@ -204,20 +218,32 @@ class LammpsMlpMdMaker(Maker):
     the collapse guard's thresholds do not apply (MLIP grades every step inside
     LAMMPS and stops at its own γ break). The commands are read on the worker
     (``HAML_LMP_CMD``, ``HAML_MLP_CMD``); ``lmp_cmd`` and ``mlp_cmd`` override
-    them. ``select_threshold`` is MLIP's ``select:threshold`` (frames above it
-    go to preselected.cfg).
+    them. ``mlpmd.gamma_select`` is MLIP's ``select:threshold``: frames above
+    it go to preselected.cfg, and the segment keeps at most
+    ``mlpmd.max_selected`` of them. MLIP builds the active set (``state.als``)
+    from the frames the training job chose its own from, so both grades are
+    the same MaxVol over the same rows.
     """
 
     name: str = "mlpmd segment (lammps)"
     mlpmd: MlpMdSpec = field(default_factory=MlpMdSpec)
-    select_threshold: float = 2.0
     lmp_cmd: str | None = None
     mlp_cmd: str | None = None
 
     def write_inputs(
-        self, directory: Path, structure: Structure, potential: str, training_set: str
+        self,
+        directory: Path,
+        structure: Structure,
+        potential: str,
+        training_set: str,
+        candidates: list[int] | None = None,
     ) -> list[str]:
-        """Write pot.mtp, train.cfg, mlip.ini, data.lammps, in.lammps; return symbols."""
+        """Write pot.mtp, train.cfg, mlip.ini, data.lammps, in.lammps; return symbols.
+
+        train.cfg holds the active set's candidate frames (``candidates``,
+        training-set indices; default: the newest half and older ones evenly
+        spaced, as the training job picks them).
+        """
         md = self.mlpmd
         species = [int(z) for z in load_potential(potential).species]
         symbols = [chemical_symbols[z] for z in species]
@@ -225,9 +251,9 @@ class LammpsMlpMdMaker(Maker):
         if missing:
             raise ValueError(f"the potential does not describe the elements {missing}")
         (directory / "pot.mtp").write_text(potential)
-        frames = cfg_to_frames(training_set)
+        frames = candidate_frames(training_set, candidates)
         (directory / "train.cfg").write_text(frames_to_cfg(frames, species=species))
-        (directory / "mlip.ini").write_text(mlip_ini(md.gamma_break, self.select_threshold))
+        (directory / "mlip.ini").write_text(mlip_ini(md.gamma_break, md.gamma_select))
         atoms = lammps_frame(atoms_with_velocities(structure))
         with open(directory / "data.lammps", "w") as handle:
             write_lammps_data(
@@ -239,18 +265,35 @@ class LammpsMlpMdMaker(Maker):
         )
         return symbols
 
-    @job(data=["trajectory", "gamma_history"])
+    @job(data=["trajectory", "gamma_history", "selected"])
     def make(
-        self, structure: Structure, potential: str, training_set: str
+        self,
+        structure: Structure,
+        potential: str,
+        training_set: str,
+        active_set: dict | None = None,
+        active_set_slots: list[list[int]] | None = None,
     ) -> MlpMdDoc:
-        """Run LAMMPS from the structure's positions and velocities until a stop rule."""
+        """Run LAMMPS from the structure's positions and velocities until a stop rule.
+
+        ``active_set`` (the training job's ActiveSetDoc) names the candidate
+        frames MLIP builds its active set from; ``active_set_slots`` is not
+        needed (MLIP selects the same rows itself).
+        """
+        del active_set_slots
         md = self.mlpmd
+        candidates = (
+            ActiveSetDoc.model_validate(active_set).candidate_frames
+            if active_set is not None else None
+        )
         structure, cooled_from = mlpmd_start(structure, md)
         lmp_cmd = LMP.require(self.lmp_cmd)
         mlp_cmd = MLP.require(self.mlp_cmd)
         directory = Path.cwd()
         with measure_cost() as meter:
-            symbols = self.write_inputs(directory, structure, potential, training_set)
+            symbols = self.write_inputs(
+                directory, structure, potential, training_set, candidates
+            )
             gamma_wall = time.perf_counter()
             run_mlp(
                 mlp_cmd,
@@ -264,7 +307,7 @@ class LammpsMlpMdMaker(Maker):
             gamma_wall = time.perf_counter()
             saved = [atoms_with_velocities(frame) for frame in segment.structures]
             grades = calc_grade_with_mlp(
-                potential, cfg_to_frames(training_set), saved, mlp_cmd
+                potential, candidate_frames(training_set, candidates), saved, mlp_cmd
             ) if saved else []
             gamma_seconds += time.perf_counter() - gamma_wall
         history = [
@@ -276,6 +319,7 @@ class LammpsMlpMdMaker(Maker):
         if broke_at is not None:
             history.append([float(segment.n_steps + 1), broke_at])
         gammas = [g for _, g in history]
+        selection = self._selected(directory, md)
         return MlpMdDoc(
             engine="lammps+mlip",
             structure=segment.structure,
@@ -287,12 +331,31 @@ class LammpsMlpMdMaker(Maker):
             stop_reason="gamma_break" if broke_at is not None else "max_steps",
             gamma_at_stop=broke_at if broke_at is not None else gammas[-1],
             gamma_max=float(np.max(gammas)),
+            grade_mode="neighborhood",
+            gamma_select=md.gamma_select,
+            selected=selection.trajectory(),
+            n_selected=len(selection),
             temperature_start=segment.temperature_start,
             temperature_end=segment.temperature_end,
             start_cooled_from=cooled_from,
             cost=meter.cost,
             gamma_seconds=gamma_seconds,
         )
+
+    @staticmethod
+    def _selected(directory: Path, md: MlpMdSpec) -> SelectedFrames:
+        """The frames MLIP saved to preselected.cfg, bounded as the ASE loop bounds them."""
+        selection = SelectedFrames(md.gamma_select, md.gamma_break, md.max_selected)
+        path = directory / "preselected.cfg"
+        text = path.read_text() if path.exists() else ""
+        if "BEGIN_CFG" not in text:
+            return selection
+        for order, atoms in enumerate(cfg_to_frames(text)):
+            gamma = float(atoms.info.get(GRADE_FEATURE, float("nan")))
+            selection.offer(order, gamma, lambda atoms=atoms: (
+                structure_with_velocities(atoms), {"order": order}
+            ))
+        return selection
 
     def _read_back(
         self, directory: Path, symbols: list[str], structure: Structure,

@@ -27,33 +27,37 @@ from haml_flows.engines.frames import (
 )
 from haml_flows.faults.collapse import CollapseGuard
 from haml_flows.mtp.frames import cfg_to_frames
-from haml_flows.mtp.grade import ActiveSet, GradeError, mtp_calculator
-from haml_flows.schemas import MlpMdDoc
-from haml_flows.spec import MlpMdSpec
+from haml_flows.engines.selection import SelectedFrames
+from haml_flows.mtp.grade import ActiveSet, GradeError, candidate_active_set, mtp_calculator
+from haml_flows.schemas import ActiveSetDoc, MlpMdDoc
+from haml_flows.spec import ACTIVE_SET_FRAMES, MlpMdSpec
 
 logger = logging.getLogger(__name__)
 
 
-def _active_set(potential: str, training_frames) -> ActiveSet | None:
-    """The grade's active set, as MLIP builds it; None when the potential is broken.
+def segment_active_set(
+    potential: str,
+    training_frames: list,
+    active_set: dict | ActiveSetDoc | None = None,
+    slots: list[list[int]] | None = None,
+) -> ActiveSet | None:
+    """The grade's active set of the training job, rebuilt from its slots.
 
-    A training set too small for the potential's parameters still gives an
-    active set (MLP-MD then breaks as soon as it leaves the training frames);
-    a potential whose derivatives are not finite has none, and the collapse
-    guard stops the segment at its first force call.
+    A training document stored before it kept its active set gets one built
+    here, as MLIP builds it. None when the potential is broken (derivatives
+    not finite): the collapse guard then stops the segment at its first
+    force call.
     """
     try:
-        active_set = ActiveSet.from_training(potential, training_frames, require_span=False)
+        if active_set is not None and slots is not None:
+            doc = ActiveSetDoc.model_validate(active_set)
+            return ActiveSet.from_slots(potential, training_frames, slots, mode=doc.mode)
+        return candidate_active_set(
+            potential, training_frames, max_frames=ACTIVE_SET_FRAMES
+        )[0]
     except GradeError as exc:
         logger.warning("MLP-MD without a grade: %s", exc)
         return None
-    if active_set.shortfall:
-        logger.warning(
-            "active set short of %d training rows for the %d parameters: the "
-            "segment will break as soon as it leaves the training frames",
-            active_set.shortfall, active_set.n_params,
-        )
-    return active_set
 
 
 @dataclass
@@ -68,27 +72,47 @@ class MlpMdMaker(Maker):
     mlpmd: MlpMdSpec = field(default_factory=MlpMdSpec)
     seed: int = 0
 
-    @job(data=["trajectory", "gamma_history"])
+    @job(data=["trajectory", "gamma_history", "selected"])
     def make(
-        self, structure: Structure, potential: str, training_set: str
+        self,
+        structure: Structure,
+        potential: str,
+        training_set: str,
+        active_set: dict | None = None,
+        active_set_slots: list[list[int]] | None = None,
     ) -> MlpMdDoc:
-        """Run from the structure's positions and velocities until a stop rule."""
+        """Run from the structure's positions and velocities until a stop rule.
+
+        ``active_set`` and ``active_set_slots`` are the training job's (its
+        ActiveSetDoc and slots); without them the active set is built here.
+        """
         motep_log = logging.getLogger("motep")
         motep_level = motep_log.level
         # motep warns at every step closer than min_dist; the grade reports it
         motep_log.setLevel(logging.ERROR)
         try:
-            return self._run(structure, potential, training_set)
+            return self._run(
+                structure, potential, training_set, active_set, active_set_slots
+            )
         finally:
             motep_log.setLevel(motep_level)
 
-    def _run(self, structure: Structure, potential: str, training_set: str) -> MlpMdDoc:
+    def _run(
+        self,
+        structure: Structure,
+        potential: str,
+        training_set: str,
+        active_set_doc: dict | None = None,
+        active_set_slots: list[list[int]] | None = None,
+    ) -> MlpMdDoc:
         md = self.mlpmd
         structure, cooled_from = mlpmd_start(structure, md)
         with measure_cost() as meter:
             with measure_cost() as setup:
                 training_frames = cfg_to_frames(training_set)
-                active_set = _active_set(potential, training_frames)
+                active_set = segment_active_set(
+                    potential, training_frames, active_set_doc, active_set_slots
+                )
             atoms = atoms_with_velocities(structure)
             calc = mtp_calculator(potential, active_set, every=md.gamma_every)
             atoms.calc = calc
@@ -117,6 +141,9 @@ class MlpMdMaker(Maker):
                     "velocities": atoms.get_velocities().tolist(),
                 }
 
+            selection = SelectedFrames(
+                md.gamma_select, md.gamma_break, md.max_selected, md.save_interval
+            )
             collapse = None
             saved: list[tuple[Structure, dict]] = []
             gamma_history: list[list[float]] = []
@@ -131,6 +158,7 @@ class MlpMdMaker(Maker):
                 if calc.gamma_evaluations > seen_evaluations:
                     seen_evaluations = calc.gamma_evaluations
                     gamma_history.append([step, float(calc.last_gamma)])
+                    selection.offer(step, float(calc.last_gamma), lambda: record(step))
                 broke = calc.last_gamma > md.gamma_break
                 if step % md.save_interval == 0 or broke or step == md.max_steps:
                     saved.append(record(step))
@@ -141,6 +169,7 @@ class MlpMdMaker(Maker):
                 step = guard.rolled_back_to
                 saved = [s for s in saved if s[1]["step"] < step] + [record(step)]
                 gamma_history = [h for h in gamma_history if h[0] <= step]
+                selection.drop_after(step)
         gammas = [g for _, g in gamma_history] or [float(calc.last_gamma)]
         properties = [p for _, p in saved]
         return MlpMdDoc(
@@ -156,6 +185,10 @@ class MlpMdMaker(Maker):
             stop_reason=stop_reason,
             gamma_at_stop=float(calc.last_gamma),
             gamma_max=float(np.max(gammas)),
+            grade_mode=active_set.mode if active_set is not None else None,
+            gamma_select=md.gamma_select,
+            selected=selection.trajectory(),
+            n_selected=len(selection),
             temperature_start=float(properties[0]["temperature"]),
             temperature_end=float(properties[-1]["temperature"]),
             start_cooled_from=cooled_from,

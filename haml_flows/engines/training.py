@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from jobflow import Maker, job
@@ -14,8 +15,48 @@ from haml_flows.engines.mlip import train_with_mlp
 from haml_flows.faults.training_fallback import fit_or_keep_previous, held_out_errors
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.training import train_mtp
-from haml_flows.schemas import TrainingDoc
+from haml_flows.mtp.grade import GradeError, candidate_active_set
+from haml_flows.schemas import ActiveSetDoc, TrainingDoc
 from haml_flows.spec import MtpSpec
+
+logger = logging.getLogger(__name__)
+
+
+def active_set_record(
+    potential: str, frames: list, mtp: MtpSpec
+) -> tuple[ActiveSetDoc | None, list[list[int]] | None]:
+    """The grade's active set of a trained potential, as a document and its slots.
+
+    Chosen from at most ``mtp.active_set_frames`` training frames in
+    ``mtp.grade_mode``, as MLIP builds it; None for a potential whose
+    derivatives are not finite (MLP-MD then runs without a grade and the
+    collapse guard stops it at its first force call).
+    """
+    with measure_cost() as meter:
+        try:
+            active, candidates = candidate_active_set(
+                potential, frames, mode=mtp.grade_mode, max_frames=mtp.active_set_frames
+            )
+        except GradeError as exc:
+            logger.warning("no active set for the grade: %s", exc)
+            return None, None
+    if active.shortfall:
+        logger.warning(
+            "active set short of %d rows for the %d parameters its %d candidate "
+            "frames excite: MLP-MD will break as soon as it leaves the training frames",
+            active.shortfall, active.n_params, len(candidates),
+        )
+    doc = ActiveSetDoc(
+        mode=active.mode,
+        n_params=active.n_params,
+        candidate_frames=candidates,
+        n_candidates=active.n_candidates,
+        shortfall=active.shortfall,
+        uncovered=len(active.uncovered),
+        uncovered_blocks=active.uncovered_blocks(),
+        cost=meter.cost,
+    )
+    return doc, active.slots.tolist()
 
 
 @dataclass
@@ -55,7 +96,7 @@ class MtpTrainMaker(Maker):
             return MLP.require(self.mlp_cmd)
         return MLP.resolve(self.mlp_cmd)
 
-    @job(data=["potential", "training_set"])
+    @job(data=["potential", "training_set", "active_set_slots"])
     def make(
         self,
         trajectory: Trajectory,
@@ -73,7 +114,7 @@ class MtpTrainMaker(Maker):
         settings = {
             "previous": previous_potential,
             "species": species,
-            **self.mtp.model_dump(exclude={"engine", "species"}),
+            **self.mtp.fit_settings(),
         }
         mlp_cmd = self._mlp_command()
 
@@ -87,7 +128,8 @@ class MtpTrainMaker(Maker):
                 fit, old_frames, frames, previous_potential,
                 lambda: held_out_errors(frames, **settings),
             )
-        frames = fit_or_kept.frames
+            frames = fit_or_kept.frames
+            active_set, slots = active_set_record(fit_or_kept.potential, frames, self.mtp)
         return TrainingDoc(
             engine="motep" if mlp_cmd is None else "mlip-mlp",
             potential=fit_or_kept.potential,
@@ -101,5 +143,7 @@ class MtpTrainMaker(Maker):
             force_rmse=fit_or_kept.force_rmse,
             warm_started=previous_potential is not None,
             cost=meter.cost,
+            active_set=active_set,
+            active_set_slots=slots,
             fallback=fit_or_kept.fallback,
         )

@@ -13,7 +13,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 
-from jobflow import Flow, Job, Maker, OutputReference, Response, job
+from jobflow import CURRENT_JOB, Flow, Job, Maker, OutputReference, Response, job
 from pymatgen.core import Structure
 
 from haml_flows.engines.commands import COMMANDS, MLP
@@ -99,6 +99,8 @@ def record_cycle(
         mlpmd_fs=mlpmd["simulated_fs"],
         gamma_at_stop=mlpmd["gamma_at_stop"],
         gamma_max=mlpmd["gamma_max"],
+        grade_mode=mlpmd.get("grade_mode"),
+        n_selected=mlpmd.get("n_selected") or 0,
         stop_reason=mlpmd["stop_reason"],
         training_set_size=training["training_set_size"],
         energy_rmse=training["energy_rmse"],
@@ -161,6 +163,7 @@ _TRAINING_FIELDS = ("training_set_size", "energy_rmse", "force_rmse", "cost", "f
 _MLPMD_FIELDS = (
     "n_steps", "simulated_fs", "gamma_at_stop", "gamma_max", "stop_reason",
     "temperature_start", "temperature_end", "cost", "gamma_seconds", "collapse",
+    "grade_mode", "n_selected",
 )
 CYCLE_JOB = "haml cycle"
 """Cycle jobs are named ``haml cycle N``."""
@@ -169,14 +172,25 @@ _STOP = StopSpec()
 
 @job
 def trained_potential(training_job: str) -> dict:
-    """The potential and training set of ``training_job``, as references to its output.
+    """The potential, training set and active set of ``training_job``, as references.
 
     jobflow resolves references inside a stored output, so a continued cycle
     reads them without holding their text and without a reference to a job
     outside its own flow (which jobflow refuses in a FireWorks replacement).
+    A training stored before it kept its active set gives None for it (the
+    MLP-MD then builds one).
     """
     trained = OutputReference(training_job)
-    return {"potential": trained.potential, "training_set": trained.training_set}
+    store = CURRENT_JOB.store
+    kept = store is not None and store.query_one(
+        {"uuid": training_job, "output.active_set_slots": {"$exists": True}}, ["uuid"]
+    )
+    return {
+        "potential": trained.potential,
+        "training_set": trained.training_set,
+        "active_set": trained.active_set if kept else None,
+        "active_set_slots": trained.active_set_slots if kept else None,
+    }
 
 
 def _own(maker: Maker) -> Maker:
@@ -331,7 +345,8 @@ class HamlCycleMaker(Maker):
         )
         mlpmd = _tag(
             _own(self.mlpmd_maker).make(
-                aimd.output.structure, train.output.potential, train.output.training_set
+                aimd.output.structure, train.output.potential, train.output.training_set,
+                train.output.active_set, train.output.active_set_slots,
             ),
             state, "mlpmd",
         )
@@ -360,7 +375,10 @@ class HamlCycleMaker(Maker):
         link = _tag(trained_potential(previous.training_job), state, "potential")
         potential, training_set = link.output["potential"], link.output["training_set"]
         mlpmd = _tag(
-            _own(self.mlpmd_maker).make(state.structure, potential, training_set),
+            _own(self.mlpmd_maker).make(
+                state.structure, potential, training_set,
+                link.output["active_set"], link.output["active_set_slots"],
+            ),
             state, "mlpmd",
         )
         no_cost = StageCost(wall_seconds=0.0, cpu_seconds=0.0)

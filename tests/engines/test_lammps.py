@@ -19,6 +19,7 @@ from haml_flows.engines.frames import atoms_with_velocities
 from haml_flows.engines.lammps import LammpsError, LammpsMlpMdMaker, lammps_frame
 from haml_flows.engines.reference import LennardJonesAimdSegmentMaker
 from haml_flows.engines.training import MtpTrainMaker
+from haml_flows.mtp.frames import cfg_to_frames
 from haml_flows.spec import MlpMdSpec, MtpSpec
 from haml_flows.systems import li_lpsc_mini
 
@@ -71,7 +72,7 @@ def test_inputs(in_tmp, trained):
 def test_gamma_break_is_a_normal_end(in_tmp, trained, monkeypatch):
     aimd, doc = trained
     monkeypatch.setenv("FAKE_LMP_LOG", str(in_tmp / "lmp_calls.jsonl"))
-    out = _run(_maker(max_steps=400, gamma_break=1.2, temperature=3000.0,
+    out = _run(_maker(max_steps=400, gamma_break=1.2, gamma_select=1.1, temperature=3000.0,
                       save_interval=5), aimd, doc)
     assert "Breaking threshold exceeded" in (in_tmp / "lmp.out").read_text()
     assert out.stop_reason == "gamma_break" and out.engine == "lammps+mlip"
@@ -187,3 +188,27 @@ def test_hot_start_is_cooled_before_lammps_reads_it(in_tmp, trained):
     out = LammpsMlpMdMaker.make.original(maker, hot, doc.potential, doc.training_set)
     assert out.start_cooled_from == pytest.approx(4.0 * aimd.temperature_end, rel=1e-6)
     assert out.temperature_start == pytest.approx(aimd.temperature_end, rel=0.05)
+
+
+def test_mlip_grades_the_candidates_and_its_selection_is_kept(in_tmp, trained):
+    aimd, doc = trained
+    maker = _maker(max_steps=60, gamma_break=1e9, gamma_select=1.05, max_selected=3,
+                   temperature=1500.0)
+    out = LammpsMlpMdMaker.make.original(
+        maker, aimd.structure, doc.potential, doc.training_set,
+        doc.active_set.model_dump(), doc.active_set_slots,
+    )
+    # MLIP builds state.als from the training job's candidate frames
+    written = cfg_to_frames((in_tmp / "train.cfg").read_text())
+    stored = cfg_to_frames(doc.training_set)
+    assert len(written) == len(doc.active_set.candidate_frames)
+    for atoms, index in zip(written, doc.active_set.candidate_frames):
+        assert np.allclose(atoms.positions, stored[index].positions, atol=1e-5)
+    # what MLIP saved above select:threshold, at most max_selected of it
+    preselected = cfg_to_frames((in_tmp / "preselected.cfg").read_text())
+    assert len(preselected) > 3
+    assert out.grade_mode == "neighborhood" and out.gamma_select == 1.05
+    assert out.n_selected == 3 == len(out.selected)
+    # (the breaking step is saved too, above gamma_break: not kept)
+    grades = sorted(a.info["MV_grade"] for a in preselected if a.info["MV_grade"] <= 1e9)
+    assert sorted(p["gamma"] for p in out.selected.frame_properties) == pytest.approx(grades[-3:])
