@@ -1,4 +1,4 @@
-"""MTP engine figures: accuracy, warm retraining time, MLP-MD cost per atom-step.
+"""MTP engine figures: accuracy and warm retraining time.
 
 On GFN1-xTB AIMD frames of the mini Li | Li6PS5Cl interface at 300 K
 (relaxed first, as a HAML run does before its first AIMD segment):
@@ -9,10 +9,9 @@ On GFN1-xTB AIMD frames of the mini Li | Li6PS5Cl interface at 300 K
    rounds); before (L-BFGS on all coefficients) and on the frames of an MD
    started from the unrelaxed interface, for comparison;
 2. training time: a warm-started retrain on all frames after adding the
-   last segment, starting from the cycle-settings potential of step 1;
-3. MLP-MD cost: microseconds per atom-step for motep's own calculator and
-   for ours, forces alone and forces + the grade, at lev_max 8, 12 and 16
-   (on the AIMD frames).
+   last segment, starting from the cycle-settings potential of step 1.
+
+The cost of force calls and of the grade is bench/mlpmd_throughput.py's.
 
     OMP_NUM_THREADS=1 python bench/mtp_engine.py [--frames 200] [--no-write]
 
@@ -93,43 +92,6 @@ def doubled(atoms):
     return big
 
 
-def md_cost(level: int, frames, repeats: int = 3) -> tuple[float, float, float]:
-    """us per atom-step: motep's own calculator, ours (forces), ours (forces + grade).
-
-    The force calls run on the real AIMD configurations (not on an MD driven
-    by an untrained potential, which would collapse and inflate neighbour
-    counts); the potential's linear part is fitted, its radial part is not,
-    which does not change the cost. The AIMD frames are 1 fs apart, twice an
-    MLP-MD step, so the neighbour list is rebuilt at least as often as in
-    MLP-MD. CPU time of this process (run with OMP_NUM_THREADS=1: one core),
-    so other jobs on the machine do not inflate it.
-    """
-    from motep.calculator import make_calculator
-
-    from haml_flows.mtp.grade import ActiveSet, load_potential, mtp_calculator
-    from haml_flows.mtp.training import train_mtp
-
-    potential = train_mtp(frames[:20], level=level, radial_iterations=0).potential
-    active_set = ActiveSet.from_training(potential, frames[:20])
-    calculators = (
-        make_calculator(load_potential(potential), engine="cext", mode="run"),
-        mtp_calculator(potential),
-        mtp_calculator(potential, active_set),
-    )
-    out = []
-    for calc in calculators:
-        configurations = [f.copy() for f in frames] * repeats
-        configurations[0].calc = calc
-        configurations[0].get_forces()
-        start = time.process_time()
-        for atoms in configurations:
-            atoms.calc = calc
-            atoms.get_forces()
-        elapsed = time.process_time() - start
-        out.append(1e6 * elapsed / (len(configurations) * len(frames[0])))
-    return out[0], out[1], out[2]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200)
@@ -201,8 +163,6 @@ def main() -> int:
     )
     print(f"warm, {len(big_frames[0])}-atom frames: {warm_big_cpu:.1f} CPU s", flush=True)
 
-    costs = {level: md_cost(level, frames) for level in (8, 12, 16)}
-
     lines = [
         SECTION,
         "",
@@ -248,13 +208,6 @@ def main() -> int:
         f"| same, on the {len(frames)} frames doubled along a ({len(big_frames[0])} "
         f"atoms each; for timing) | {warm_big_cpu:.1f} CPU s | <= 60 s (~60 atoms) |",
     ]
-    for level, (stock, forces, graded) in costs.items():
-        target = "<= 20 us" if level == 12 else "—"
-        lines.append(
-            f"| lev_max {level}: forces / forces + grade, per atom-step "
-            f"(motep's own calculator: {stock:.1f}) | "
-            f"{forces:.1f} / {graded:.1f} us per atom-step | {target} |"
-        )
     lines.append("")
     text = "\n".join(lines)
     print(text)

@@ -162,7 +162,7 @@ def build_system(system: SystemSpec, base_dir: Path | None = None) -> Structure:
         try:
             return BUILDERS[system.builder](**system.parameters)
         except (TypeError, BuilderError) as exc:
-            raise SpecError(f"system.parameters: {exc}") from None
+            raise SpecError(f"system.parameters: {exc}") from exc
     path = Path(system.file)
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path

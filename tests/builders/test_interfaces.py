@@ -143,11 +143,13 @@ def test_atom_count_between_cells_names_both_neighbours():
 def test_spec_parameters_get_the_builders_message():
     """A spec's system.parameters reach the same checks as ``haml build``."""
     from haml_flows.spec import SpecError, SystemSpec
+    from haml_flows.systems import build_system
 
-    with pytest.raises(BuilderError, match=r"^atoms=10 is below"):
-        SystemSpec(builder="li_lpsc", parameters={"atoms": 10}).build()
+    with pytest.raises(SpecError, match=r"^system.parameters: atoms=10 is below") as small:
+        build_system(SystemSpec(builder="li_lpsc", parameters={"atoms": 10}))
+    assert isinstance(small.value.__cause__, BuilderError)
     with pytest.raises(SpecError) as error:
-        SystemSpec(builder="li_lpsc", parameters={"facet": "110"}).build()
+        build_system(SystemSpec(builder="li_lpsc", parameters={"facet": "110"}))
     assert str(error.value) == (
         "system.parameters: unknown parameter 'facet' of builder li_lpsc (did you mean "
         "'li_facet'?); allowed: atoms, li_facet, max_mismatch, dopant, concentration, host, "
