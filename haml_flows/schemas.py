@@ -213,6 +213,57 @@ class MlpMdDoc(BaseModel):
     )
 
 
+class AuditedFrame(BaseModel):
+    """One MLP-MD frame relabelled with the reference engine: the MLP's error there."""
+
+    step: int = Field(description="MLP-MD step of the frame.")
+    kind: Literal["sample", "selected"] = Field(
+        description="'sample': evenly spaced over the segment (the audit's numbers); "
+        "'selected': graded above gamma_select (added for training)."
+    )
+    gamma: float | None = Field(None, description="Extrapolation grade at the frame.")
+    force_rmse: float = Field(description="RMS of the force-component errors, eV/Angstrom.")
+    force_max_error: float = Field(
+        description="Largest force-component error, eV/Angstrom."
+    )
+    energy_error: float = Field(description="MLP minus reference energy, eV/atom.")
+
+
+class AuditDoc(BaseModel):
+    """The audit of one MLP-MD segment: its frames relabelled by the reference engine."""
+
+    doc_type: Literal["mlpmd_audit"] = Field("mlpmd_audit", description="Document kind.")
+    engine: str = Field(description="Reference engine that relabelled the frames.")
+    frames: list[AuditedFrame] = Field(description="Every relabelled frame and its errors.")
+    trajectory: Trajectory | None = Field(
+        None,
+        description="The relabelled frames with the reference's energy, forces and "
+        "stress (step, kind, gamma as frame properties): training data.",
+    )
+    force_rmse: float | None = Field(
+        None, description="Force RMSE over the sampled frames, eV/Angstrom; None: none audited."
+    )
+    force_max_error: float | None = Field(
+        None, description="Largest force-component error over the sampled frames."
+    )
+    energy_error: float | None = Field(
+        None, description="RMS energy error over the sampled frames, eV/atom."
+    )
+    gamma_max: float | None = Field(
+        None, description="Largest grade among the sampled frames."
+    )
+    max_force_rmse: float = Field(description="The audit's threshold (audit.max_force_rmse).")
+    passed: bool | None = Field(
+        None,
+        description="force_rmse <= max_force_rmse; None when no frame could be audited.",
+    )
+    failures: list[FaultCorrection] = Field(
+        default_factory=list,
+        description="Frames the reference engine failed on (recorded; the run goes on).",
+    )
+    cost: StageCost = Field(description="Wall and CPU time of the audit.")
+
+
 class CycleDoc(BaseModel):
     """One HAML cycle: AIMD, MTP training and MLP-MD, with their costs."""
 
@@ -272,12 +323,47 @@ class CycleDoc(BaseModel):
         description="MLP-MD only: the previous segment reached max_steps trusted, so "
         "this cycle continued it with the same potential (no AIMD, no training).",
     )
+    audit_force_rmse: float | None = Field(
+        None, description="Audited force RMSE along the MLP-MD, eV/Angstrom; None: no audit."
+    )
+    audit_force_max_error: float | None = Field(
+        None, description="Largest audited force-component error, eV/Angstrom."
+    )
+    audit_energy_error: float | None = Field(
+        None, description="RMS audited energy error, eV/atom."
+    )
+    audit_gamma_max: float | None = Field(
+        None, description="Largest grade among the audited frames."
+    )
+    audit_frames: int = Field(0, description="Frames the reference engine relabelled.")
+    audit_passed: bool | None = Field(
+        None, description="The audit's verdict; None: no audit (or none possible)."
+    )
+    audit_job: str | None = Field(None, description="uuid of the audit job.")
     completed_at: datetime = Field(default_factory=_now, description="UTC time.")
 
     @property
     def cumulative_ps(self) -> float:
         """Simulated time of the run so far, ps."""
         return self.cumulative_fs / 1000.0
+
+
+class CycleTally(BaseModel):
+    """Counts over the cycles of a run so far: what went untrusted."""
+
+    cycles: int = Field(0, description="Cycles recorded.")
+    guarded: int = Field(0, description="Cycles whose MLP-MD a guard stopped.")
+    audits_failed: int = Field(0, description="Cycles whose audit failed.")
+
+    def after(self, doc: CycleDoc | None) -> CycleTally:
+        """The counts with one more recorded cycle (none: unchanged)."""
+        if doc is None:
+            return self
+        return CycleTally(
+            cycles=self.cycles + 1,
+            guarded=self.guarded + (doc.stop_reason == "collapse"),
+            audits_failed=self.audits_failed + (doc.audit_passed is False),
+        )
 
 
 class CycleState(BaseModel):
@@ -305,6 +391,18 @@ class CycleState(BaseModel):
         description="The previous cycle's document: simulated time, stop reason, "
         "training fallback and the training job whose potential is the latest.",
     )
+    pending: list[Trajectory | OutputReference | None] = Field(
+        default_factory=list,
+        description="Reference-labelled frames (audits) not yet in the training set; "
+        "the next training adds them.",
+    )
+    aimd_steps: int | None = Field(
+        None, description="Steps of the last AIMD segment run (lengthening starts there)."
+    )
+    tally: CycleTally = Field(
+        default_factory=CycleTally,
+        description="Counts up to the cycle before 'previous' (each cycle job adds it).",
+    )
 
     @property
     def simulated_fs(self) -> float:
@@ -313,9 +411,26 @@ class CycleState(BaseModel):
 
     @classmethod
     def from_cycle_doc(
-        cls, doc: CycleDoc, structure: Structure, training_set: str, potential: str
+        cls,
+        doc: CycleDoc,
+        structure: Structure,
+        training_set: str,
+        potential: str,
+        *,
+        pending: list[Trajectory] | None = None,
+        earlier: list[CycleDoc] | None = None,
     ) -> CycleState:
-        """The state after the stored cycle ``doc``: its last frame, training set, potential."""
+        """The state after the stored cycle ``doc``: its last frame, training set, potential.
+
+        ``pending``: the audits' relabelled frames since the last training;
+        ``earlier``: the cycles before ``doc``, for the tally and the length
+        of the last AIMD segment.
+        """
+        before = earlier or []
+        tally = CycleTally()
+        for cycle in before:
+            tally = tally.after(cycle)
+        steps = [c.aimd_steps for c in [*before, doc] if c.aimd_steps]
         return cls(
             run_id=doc.run_id,
             cycle=doc.cycle + 1,
@@ -323,6 +438,9 @@ class CycleState(BaseModel):
             training_set=training_set,
             potential=potential,
             previous=doc,
+            pending=pending or [],
+            aimd_steps=steps[-1] if steps else None,
+            tally=tally,
         )
 
 
@@ -354,4 +472,6 @@ class RunSummaryDoc(BaseModel):
         description="Which stopping rule ended the loop."
     )
     structure: Structure = Field(description="Final structure with velocities.")
+    cycles_guarded: int = Field(0, description="Cycles whose MLP-MD a guard stopped.")
+    audits_failed: int = Field(0, description="Cycles whose audit failed.")
     completed_at: datetime = Field(default_factory=_now, description="UTC time.")

@@ -46,6 +46,13 @@ shortest S-S is 3.3 A, and flags atoms pressed into each other)."""
 TEMPERATURE_FACTOR = 3.0
 """The temperature has run away above this multiple of the thermostat target."""
 
+TEMPERATURE_BAND = 0.25
+"""Half-width of the running-temperature band around the target, as a fraction."""
+
+TEMPERATURE_WINDOW_FS = 100.0
+"""The running temperature is the mean over this much MD time: a 42-atom cell's
+instantaneous temperature scatters by sqrt(2/3N), 13 % at 300 K."""
+
 GAMMA_SELECT = 2.0
 """MLIP's default ``select:threshold`` (MLIP-3's ``threshold_save``): frames
 graded above it are extrapolating enough to be worth labelling."""
@@ -113,6 +120,29 @@ class ReferenceSpec(_Section):
         NOSE_HOOVER_TIME_FS, gt=0, description="Nose-Hoover characteristic time, fs."
     )
     seed: int = Field(42, description="Seed of the first Maxwell-Boltzmann draw.")
+    lengthen_factor: float = Field(
+        2.0, ge=1,
+        description="After a cycle whose audit failed, whose MLP-MD a guard stopped "
+        "or whose training kept the previous potential, the next AIMD segment is this "
+        "many times the last one (up to max_steps); a clean cycle returns to steps.",
+    )
+    max_steps: int | None = Field(
+        None, gt=0,
+        description="Longest AIMD segment lengthening may reach; None = 4 x steps.",
+    )
+
+    @property
+    def longest(self) -> int:
+        """The AIMD segment lengthening stops at."""
+        return self.max_steps if self.max_steps is not None else 4 * self.steps
+
+    @model_validator(mode="after")
+    def _longest_not_below_steps(self) -> ReferenceSpec:
+        if self.max_steps is not None and self.max_steps < self.steps:
+            raise ValueError(
+                f"max_steps ({self.max_steps}) must be at least steps ({self.steps})"
+            )
+        return self
 
 
 class OptimizationSpec(_Section):
@@ -261,6 +291,18 @@ class MlpMdSpec(_Section):
         TEMPERATURE_FACTOR, gt=1,
         description="Collapse guard: temperature limit / thermostat target.",
     )
+    temperature_band: float | None = Field(
+        TEMPERATURE_BAND, gt=0, lt=1,
+        description="Guard: a segment whose running temperature (mean over "
+        "temperature_window_fs) leaves target x (1 +- band) is stopped and handed "
+        "over, with the velocities of the frame handed over scaled to the target; "
+        "None switches the guard off.",
+    )
+    temperature_window_fs: float = Field(
+        TEMPERATURE_WINDOW_FS, gt=0,
+        description="Window of the running temperature, fs; the band is checked once "
+        "half of it has run.",
+    )
 
     @model_validator(mode="after")
     def _select_below_break(self) -> MlpMdSpec:
@@ -270,6 +312,30 @@ class MlpMdSpec(_Section):
                 f"({self.gamma_break:g}): frames are selected between the two"
             )
         return self
+
+
+class AuditSpec(_Section):
+    """The MLP checked against the reference engine along its own MLP-MD, every cycle."""
+
+    enabled: bool = Field(
+        True,
+        description="Relabel frames of every MLP-MD segment with the reference engine.",
+    )
+    frames: int = Field(
+        4, gt=0,
+        description="Frames relabelled per segment, evenly spaced over its saved "
+        "frames, the last one (the frame handed over) always among them.",
+    )
+    selected_frames: int = Field(
+        4, ge=0,
+        description="The segment's highest-graded selected frames (above "
+        "mlpmd.gamma_select) relabelled too; all relabelled frames join the training set.",
+    )
+    max_force_rmse: float = Field(
+        0.15, gt=0,
+        description="eV/Angstrom: a segment that reached max_steps is continued on the "
+        "same potential only if the force RMSE of its audited frames is at most this.",
+    )
 
 
 class StopSpec(_Section):
@@ -288,6 +354,7 @@ class RunSpec(_Section):
     optimization: OptimizationSpec = Field(default_factory=OptimizationSpec)
     mtp: MtpSpec = Field(default_factory=MtpSpec)
     mlpmd: MlpMdSpec = Field(default_factory=MlpMdSpec)
+    audit: AuditSpec = Field(default_factory=AuditSpec)
     stop: StopSpec = Field(default_factory=StopSpec)
 
     def check_against(self, structure: Structure) -> None:
