@@ -130,6 +130,8 @@ class MlpMdMaker(Maker):
                 atoms, training_frames, md.temperature, max_force=md.max_force,
                 distance_margin=md.distance_margin,
                 temperature_factor=md.temperature_factor,
+                temperature_band=md.temperature_band,
+                temperature_window=max(1, round(md.temperature_window_fs / md.time_step)),
             )
 
             def record(step: int) -> tuple[Structure, dict]:

@@ -26,7 +26,12 @@ from custodian.custodian import ErrorHandler
 from haml_flows.distances import pair_minimum_distances
 from haml_flows.faults.checks import apply_handlers
 from haml_flows.schemas import FaultCorrection
-from haml_flows.spec import DISTANCE_MARGIN, MAX_FORCE, TEMPERATURE_FACTOR
+from haml_flows.spec import (
+    DISTANCE_MARGIN,
+    MAX_FORCE,
+    TEMPERATURE_BAND,
+    TEMPERATURE_FACTOR,
+)
 
 RING_SIZE = 10
 """Recent frames kept for a roll-back; the oldest is the one restored."""
@@ -78,6 +83,9 @@ class _AtomsHandler(ErrorHandler):
             "errors": [self.describe()],
             "actions": ["roll back to the last trusted frame; hand over to AIMD"],
         }
+
+    def restore(self, atoms: Atoms) -> None:
+        """Adjust the rolled-back state before it is handed over (nothing by default)."""
 
 
 class BadForcesHandler(_AtomsHandler):
@@ -197,6 +205,56 @@ class OverheatingHandler(_AtomsHandler):
         return f"temperature {self._temperature:.0f} K above {self.limit:.0f} K"
 
 
+class TemperatureBandHandler(_AtomsHandler):
+    """Running temperature (mean over a window) outside ``target x (1 +- band)``.
+
+    A 42-atom cell's instantaneous temperature scatters by about 13 % at
+    300 K, so the mean over ``window`` steps is judged, once half the window
+    has run. The frame handed over gets its velocities scaled to the target:
+    the heat (or chill) the potential produced is not carried into AIMD.
+    """
+
+    def __init__(self, target: float, band: float = TEMPERATURE_BAND, window: int = 200) -> None:
+        if not 0 < band < 1:
+            raise ValueError(f"temperature band must be in (0, 1), got {band}")
+        if window < 1:
+            raise ValueError(f"temperature window must be >= 1 step, got {window}")
+        self.target = target
+        self.low, self.high = (1 - band) * target, (1 + band) * target
+        self.temperatures: deque[float] = deque(maxlen=window)
+        self.needed = max(1, window // 2)
+        self.mean = float("nan")
+        self._restored_from = float("nan")
+
+    def check(self, atoms: Atoms) -> bool:
+        self.temperatures.append(float(atoms.get_temperature()))
+        if len(self.temperatures) < self.needed:
+            return False
+        self.mean = float(np.mean(self.temperatures))
+        return not self.low <= self.mean <= self.high
+
+    def describe(self) -> str:
+        return (
+            f"running temperature {self.mean:.0f} K (mean of the last "
+            f"{len(self.temperatures)} steps) outside {self.low:.0f}-{self.high:.0f} K"
+        )
+
+    def correct(self, atoms: Atoms) -> dict:
+        return {
+            "errors": [self.describe()],
+            "actions": [
+                "roll back to the last trusted frame",
+                f"velocities of the frame handed over scaled to {self.target:.0f} K",
+                "hand over to AIMD",
+            ],
+        }
+
+    def restore(self, atoms: Atoms) -> None:
+        current = float(atoms.get_temperature())
+        if current > 0:
+            atoms.set_momenta(atoms.get_momenta() * np.sqrt(self.target / current))
+
+
 class CollapseGuard:
     """Checks an MD segment every step and rolls it back when it collapses.
 
@@ -229,14 +287,28 @@ class CollapseGuard:
         max_force: float = MAX_FORCE,
         distance_margin: float = DISTANCE_MARGIN,
         temperature_factor: float = TEMPERATURE_FACTOR,
+        temperature_band: float | None = None,
+        temperature_window: int = 200,
         ring_size: int = RING_SIZE,
     ) -> CollapseGuard:
-        """The three handlers, the distance limits from the training frames' pair minima."""
+        """The handlers; the distance limits from the reference dynamics' pair minima.
+
+        Frames the reference only relabelled (``info['origin'] == 'audit'``:
+        MLP-MD geometries) are left out of the minima: a limit says how close
+        the reference's own dynamics ever brought a pair.
+        """
+        dynamics = [f for f in training_frames if f.info.get("origin", "aimd") == "aimd"]
         handlers = [
             BadForcesHandler(max_force),
-            CloseContactHandler(pair_minimum_distances(training_frames), distance_margin),
+            CloseContactHandler(
+                pair_minimum_distances(dynamics or training_frames), distance_margin
+            ),
             OverheatingHandler(temperature, temperature_factor),
         ]
+        if temperature_band is not None:
+            handlers.append(
+                TemperatureBandHandler(temperature, temperature_band, temperature_window)
+            )
         return cls(atoms, handlers, ring_size)
 
     def check(self, step: int) -> list[FaultCorrection] | None:
@@ -250,6 +322,10 @@ class CollapseGuard:
             frame = self.ring.oldest if self.ring.frames else self.start
             self.atoms.set_positions(frame.positions)
             self.atoms.set_momenta(frame.momenta)
+            fired = {c.handler for c in corrections}
+            for handler in self.handlers:
+                if type(handler).__name__ in fired:
+                    handler.restore(self.atoms)
             self.rolled_back_to = frame.step
             return corrections
         finally:

@@ -126,7 +126,8 @@ def test_huge_forces_roll_back_to_a_trusted_frame(
     potential = _damaged(doc.potential, factor=-1.0)
     # the temperature limit off, so that the force check is what fires
     out, lost = _mlpmd(
-        trained, potential, job_store, tmp_path, monkeypatch, temperature_factor=1e9
+        trained, potential, job_store, tmp_path, monkeypatch, temperature_factor=1e9,
+        temperature_band=None,
     )
     _check_rolled_back(out, "BadForcesHandler")
     assert "above 50 eV/A" in out.collapse[0].errors[0]
@@ -155,6 +156,7 @@ def test_atoms_crashing_together(trained, job_store, tmp_path, monkeypatch, faul
         monkeypatch,
         max_force=1e9,
         temperature_factor=1e9,
+        temperature_band=None,
     )
     _check_rolled_back(out, "CloseContactHandler")
     assert out.collapse[0].handler == "CloseContactHandler"
@@ -189,6 +191,68 @@ def test_runaway_temperature(trained, job_store, tmp_path, monkeypatch, fault_le
         documents_lost=lost,
         outcome=f"{out.collapse[0].errors[0]}; rolled back to step {out.n_steps}",
     )
+
+
+def test_running_temperature_outside_its_band_stops_and_hands_over_at_the_target(
+    trained, job_store, tmp_path, monkeypatch, fault_ledger
+):
+    aimd, doc = trained
+    target = aimd.temperature_end / 1.4  # the segment starts 40 % above its target
+    out, lost = _mlpmd(
+        trained, doc.potential, job_store, tmp_path, monkeypatch,
+        temperature=target, temperature_band=0.2, temperature_window_fs=10.0,
+        start_temperature_factor=2.0, temperature_factor=10.0, max_force=1e9,
+        distance_margin=0.1,
+    )
+    _check_rolled_back(out, "TemperatureBandHandler")
+    assert out.collapse[0].step == 9  # steps 0-9: half the 20-step window had run
+    assert "running temperature" in out.collapse[0].errors[0]
+    # the heat is not carried into the next stage
+    assert out.temperature_end == pytest.approx(target, rel=1e-6)
+    assert lost == 0
+    fault_ledger.record(
+        "MLP-MD: running temperature out of band",
+        injected="segment started 40 % above its thermostat target, band +-20 %",
+        recovered=True,
+        documents_lost=lost,
+        outcome=f"{out.collapse[0].errors[0]}; handed over at {out.temperature_end:.0f} K",
+    )
+
+
+def test_temperature_band_waits_for_half_its_window():
+    from ase.build import bulk
+
+    from haml_flows.faults.collapse import TemperatureBandHandler
+
+    atoms = bulk("Li", "bcc", a=3.45).repeat((3, 3, 3))
+    handler = TemperatureBandHandler(target=300.0, band=0.25, window=8)
+    rng = np.random.default_rng(0)
+    fired = []
+    for step in range(8):
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+        MaxwellBoltzmannDistribution(atoms, temperature_K=500.0, rng=rng, force_temp=True)
+        fired.append(handler.check(atoms))
+    assert fired == [False, False, False, True, True, True, True, True]
+    handler.restore(atoms)
+    assert atoms.get_temperature() == pytest.approx(300.0)
+
+
+def test_contact_limits_come_from_the_reference_dynamics_only(trained):
+    from haml_flows.faults.collapse import CloseContactHandler, CollapseGuard
+
+    aimd, doc = trained
+    frames = cfg_to_frames(doc.training_set)
+    squeezed = frames[0].copy()
+    squeezed.calc = frames[0].calc
+    squeezed.positions[1] = squeezed.positions[0] + [0.9, 0.0, 0.0]
+    squeezed.info["origin"] = "audit"  # an MLP-MD geometry the reference relabelled
+    atoms = aimd.structure.to_ase_atoms()
+    guard = CollapseGuard.for_training_set(atoms, [*frames, squeezed], 300.0)
+    (contact,) = [h for h in guard.handlers if isinstance(h, CloseContactHandler)]
+    reference = CollapseGuard.for_training_set(atoms, frames, 300.0)
+    (expected,) = [h for h in reference.handlers if isinstance(h, CloseContactHandler)]
+    assert contact.limits == expected.limits
 
 
 def test_healthy_potential_is_not_flagged(trained):
