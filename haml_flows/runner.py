@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jobflow import Flow, JobStore, run_locally
 from pymatgen.core import Structure
+from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.database.launchpad import ensure_initialized
 from haml_flows.database.stores import store_outage
@@ -207,6 +208,8 @@ def resume_locally(run_id: str, store: JobStore, workdir: Path) -> ResumeReport:
             structure=_structure(_output(store, last.mlpmd_job)["structure"]),
             training_set=training["training_set"],
             potential=training["potential"],
+            pending=_pending_audits(store, done),
+            earlier=done[:-1],
         )
     else:
         state = CycleState(run_id=run_id, structure=start.structure)
@@ -222,6 +225,24 @@ def resume_locally(run_id: str, store: JobStore, workdir: Path) -> ResumeReport:
         rerun_fireworks=[],
         next_cycle=state.cycle,
     )
+
+
+def _pending_audits(store: JobStore, done: list) -> list[Trajectory]:
+    """The audits' relabelled frames since the last training (its cycle's and after)."""
+    since = next(
+        (i for i in range(len(done) - 1, -1, -1) if not done[i].continued), 0
+    )
+    pending = []
+    for doc in done[since:]:
+        if doc.audit_job is None:
+            continue
+        trajectory = _output(store, doc.audit_job).get("trajectory")
+        if trajectory is not None:
+            pending.append(
+                trajectory if isinstance(trajectory, Trajectory)
+                else Trajectory.from_dict(trajectory)
+            )
+    return pending
 
 
 def _output(store: JobStore, uuid: str) -> dict:

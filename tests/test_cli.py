@@ -81,7 +81,7 @@ def test_cycle_table_names_each_stop_reason():
     console = Console(width=200, record=True)
     console.print(cycle_table(docs, "run r"))
     rows = [[cell.strip() for cell in line.split("│")[1:-1]]
-            for line in console.export_text().splitlines() if line.count("│") == 14]
+            for line in console.export_text().splitlines() if line.count("│") == 15]
     assert [row[8] for row in rows if row[0] in ("1", "2", "3")] == [
         "break", "limit", "collapse"
     ]

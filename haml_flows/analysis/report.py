@@ -46,6 +46,7 @@ FIGURES = {
     "rdf": "rdf.png",
     "msd": "msd.png",
     "similarity": "similarity.png",
+    "audit": "audit.png",
 }
 
 
@@ -145,6 +146,26 @@ class CycleTiming(_Result):
     stop_reason: list[str] = Field(description="Why the cycle's MLP-MD ended.")
 
 
+class AuditAnalysis(_Result):
+    """The MLP's error along its own MLP-MD (the audits) and what the guards did."""
+
+    time_ps: list[float] = Field(description="Simulated time of each audited frame, ps.")
+    cycle: list[int] = Field(description="Cycle of each audited frame.")
+    kind: list[str] = Field(description="'sample' (the audit's numbers) or 'selected'.")
+    gamma: list[float | None] = Field(description="Grade of each audited frame.")
+    force_rmse: list[float] = Field(description="Force RMSE of each frame, eV/Angstrom.")
+    force_max_error: list[float] = Field(description="Largest force error, eV/Angstrom.")
+    cycle_force_rmse: dict[int, float] = Field(
+        description="Cycle -> the audit's force RMSE (sampled frames), eV/Angstrom."
+    )
+    failed: list[int] = Field(description="Cycles whose audit failed.")
+    max_force_rmse: float = Field(description="The audit's threshold, eV/Angstrom.")
+    gamma_break: float = Field(description="The run's gamma_break.")
+    guards: dict[str, int] = Field(
+        description="Guard handler -> cycles whose MLP-MD it stopped."
+    )
+
+
 class RunAnalysis(_Result):
     """One streamed pass over a run's frames, and (for a stored run) its cost."""
 
@@ -165,6 +186,9 @@ class RunAnalysis(_Result):
     name: str | None = Field(None, description="Spec name of the run.")
     cost: dict | None = Field(None, description="analysis.cost.cost_summary of the run.")
     cycles: CycleTiming | None = Field(None, description="Per-cycle times.")
+    audit: AuditAnalysis | None = Field(
+        None, description="Audited errors and guard firings (a stored run with audits)."
+    )
     segments: list[dict] = Field(
         default_factory=list, description="Where each segment sits in time."
     )
@@ -349,7 +373,44 @@ def analyze_run(store, run_id: str, options: AnalysisOptions | None = None) -> R
                 stop_reason=[d.stop_reason for d in docs],
             ),
             "segments": [s.__dict__ for s in segs],
+            "audit": audit_analysis(store, docs, run.spec if run else {}),
         }
+    )
+
+
+def audit_analysis(store, docs, spec: dict) -> AuditAnalysis:
+    """Every audited frame of a run's cycles, at its simulated time, and the guards' tally."""
+    from haml_flows.spec import AuditSpec, MlpMdSpec
+
+    rows: dict[str, list] = {k: [] for k in (
+        "time_ps", "cycle", "kind", "gamma", "force_rmse", "force_max_error"
+    )}
+    for doc in docs:
+        if doc.audit_job is None:
+            continue
+        output = store.get_output(doc.audit_job)
+        dt = doc.mlpmd_fs / doc.mlpmd_steps if doc.mlpmd_steps else 0.0
+        start_fs = doc.cumulative_fs - doc.mlpmd_fs
+        for frame in output.get("frames") or []:
+            rows["time_ps"].append((start_fs + frame["step"] * dt) / 1000.0)
+            rows["cycle"].append(doc.cycle)
+            for key in ("kind", "gamma", "force_rmse", "force_max_error"):
+                rows[key].append(frame[key])
+    guards: dict[str, int] = {}
+    for doc in docs:
+        for name in {c.handler for c in doc.mlpmd_collapse}:
+            guards[name] = guards.get(name, 0) + 1
+    audit = AuditSpec(**(spec.get("audit") or {}))
+    mlpmd = spec.get("mlpmd") or {}
+    return AuditAnalysis(
+        **rows,
+        cycle_force_rmse={
+            d.cycle: d.audit_force_rmse for d in docs if d.audit_force_rmse is not None
+        },
+        failed=[d.cycle for d in docs if d.audit_passed is False],
+        max_force_rmse=audit.max_force_rmse,
+        gamma_break=mlpmd.get("gamma_break", MlpMdSpec().gamma_break),
+        guards=guards,
     )
 
 
@@ -505,7 +566,43 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     ax.set_title(f"Structure similarity {sim['similarity']:.4f}")
     _save(fig, out_dir / FIGURES["similarity"])
     written["similarity"] = FIGURES["similarity"]
+
+    if result.audit is not None and result.audit.force_rmse:
+        _audit_figure(result.audit, out_dir / FIGURES["audit"])
+        written["audit"] = FIGURES["audit"]
     return written
+
+
+def _audit_figure(audit: AuditAnalysis, path: Path) -> None:
+    """Audited force error against the grade (the switching rule's calibration) and in time."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    kinds = np.asarray(audit.kind)
+    gamma = np.asarray([g if g is not None else np.nan for g in audit.gamma], dtype=float)
+    error = np.asarray(audit.force_rmse)
+    times = np.asarray(audit.time_ps)
+    for kind, marker, label in (("sample", "o", "sampled frames"),
+                                ("selected", "^", "selected (γ > γ_select)")):
+        m = kinds == kind
+        if m.any():
+            ax1.plot(gamma[m], error[m], marker, ls="none", ms=5, label=label)
+            ax2.plot(times[m], error[m], marker, ls="none", ms=5, label=label)
+    for ax in (ax1, ax2):
+        ax.axhline(audit.max_force_rmse, color="tab:red", ls="--", lw=1,
+                   label=f"audit threshold {audit.max_force_rmse:g} eV/Å")
+        ax.set_ylim(0, max([audit.max_force_rmse * 1.2, *error.tolist()]) * 1.05)
+        ax.set_ylabel("force RMSE vs reference (eV/Å)")
+    finite = gamma[np.isfinite(gamma) & (gamma > 0)]
+    if finite.size:
+        ax1.set_xscale("log")
+    ax1.axvline(audit.gamma_break, color="k", ls=":", lw=1, label=f"γ_break {audit.gamma_break:g}")
+    ax1.set_xlabel("extrapolation grade γ of the frame")
+    ax1.set_title("MLP error against γ (audited frames)")
+    ax2.set_xlabel("simulated time (ps)")
+    ax2.set_xlim(left=0)
+    ax2.set_title("MLP error along the run")
+    ax1.legend(fontsize=7)
+    _save(fig, path)
 
 
 # ---------------------------------------------------------------- summary, HTML
@@ -552,6 +649,12 @@ def summary_of(result: RunAnalysis, figures: dict[str, str] | None = None) -> di
                 f"{fr.time_ps:.6g} ps": fr.first_peak for fr in result.rdf.frames
             },
             "temperature_mean_K": result.temperature.mean,
+            "audit": None if result.audit is None else {
+                "cycle_force_rmse": result.audit.cycle_force_rmse,
+                "failed_cycles": result.audit.failed,
+                "max_force_rmse": result.audit.max_force_rmse,
+                "guards": result.audit.guards,
+            },
             "msd": result.msd.model_dump(exclude={"time_ps", "msd_A2"}),
             "figures": figures or {},
         }
@@ -580,6 +683,7 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("speed-up", _fmt(cost.get("speedup"), ".3g")),
         ("similarity initial vs final", _fmt(summary["similarity"]["similarity"], ".4f")),
         ("mean temperature (K)", _fmt(summary.get("temperature_mean_K"), ".1f")),
+        *_audit_rows(summary.get("audit")),
         (f"{msd['species']} diffusion (cm²/s)", _fmt(msd.get("diffusion_cm2_s"))),
         ("Nernst–Einstein σ (S/cm)", _fmt(msd.get("conductivity_S_cm"))),
     ]
@@ -597,6 +701,25 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
                  f"{summary['products']['initial'][key]} → {summary['products']['final'][key]}"
                  f" ({formed:+d})")
             )
+    return rows
+
+
+def _audit_rows(audit: dict | None) -> list[tuple[str, str]]:
+    if not audit:
+        return []
+    values = list(audit["cycle_force_rmse"].values())
+    rows = []
+    if values:
+        rows.append((
+            "audited force RMSE (eV/Å), cycle mean / worst",
+            f"{np.mean(values):.3f} / {max(values):.3f} (threshold {audit['max_force_rmse']:g};"
+            f" failed in {len(audit['failed_cycles'])} of {len(values)} cycles)",
+        ))
+    guards = audit["guards"]
+    rows.append((
+        "guards that stopped MLP-MD (cycles)",
+        ", ".join(f"{k} {v}" for k, v in sorted(guards.items())) or "none",
+    ))
     return rows
 
 

@@ -103,8 +103,9 @@ def cycle_table(docs: list[CycleDoc], title: str) -> Table:
 
     E and F are held-out RMSEs; 'stop' is 'break' when gamma passed gamma_break,
     'limit' at the step limit and 'collapse' when the collapse guard fired;
-    'γ stop' is the grade of the last step (over all MTP parameters) and
-    'sel' the frames kept above gamma_select.
+    'γ stop' is the grade of the last step (over all MTP parameters),
+    'sel' the frames kept above gamma_select and 'audit F' the force RMSE of
+    the MLP on its own frames against the reference engine (! when it failed).
     """
     table = Table(
         title=title,
@@ -113,7 +114,7 @@ def cycle_table(docs: list[CycleDoc], title: str) -> Table:
     )
     for column in (
         "cycle", "AIMD", "AIMD s", "frames", "E meV/at", "F eV/A",
-        "train s", "MLP-MD", "stop", "γ stop", "sel", "MLP s", "ps",
+        "train s", "MLP-MD", "stop", "γ stop", "sel", "audit F", "MLP s", "ps",
     ):
         table.add_column(column, justify="right")
     for d in docs:
@@ -129,10 +130,17 @@ def cycle_table(docs: list[CycleDoc], title: str) -> Table:
             STOP_LABELS.get(d.stop_reason, d.stop_reason),
             f"{d.gamma_at_stop:.3g}",
             str(d.n_selected),
+            _audit_cell(d),
             f"{d.mlpmd_cost.wall_seconds:.1f}",
             f"{d.cumulative_ps:.3f}",
         )
     return table
+
+
+def _audit_cell(doc: CycleDoc) -> str:
+    if doc.audit_force_rmse is None:
+        return "—"
+    return f"{doc.audit_force_rmse:.3f}" + ("" if doc.audit_passed else " !")
 
 
 def show_run(store, run_id: str, hint: str = "") -> None:

@@ -102,15 +102,24 @@ class MtpTrainMaker(Maker):
         trajectory: Trajectory,
         previous_training_set: str | None = None,
         previous_potential: str | None = None,
+        labelled: list[Trajectory | None] | None = None,
     ) -> TrainingDoc:
-        """Add the segment's frames to the training set and fit the potential."""
+        """Add the segment's frames to the training set and fit the potential.
+
+        ``labelled`` are MLP-MD frames the reference engine relabelled since
+        the last training (the audits'); they join before the new AIMD frames,
+        whose newest part stays the held-out tail.
+        """
         species = [Element(s).Z for s in self.mtp.species] if self.mtp.species else None
         old_frames = (
             cfg_to_frames(previous_training_set, species=species)
             if previous_training_set
             else []
         )
-        frames = old_frames + trajectory_frames(trajectory)
+        audited = [f for t in labelled or [] if t is not None for f in trajectory_frames(t)]
+        for atoms in audited:
+            atoms.info["origin"] = "audit"  # MLP-MD geometry, reference labels
+        frames = old_frames + audited + trajectory_frames(trajectory)
         settings = {
             "previous": previous_potential,
             "species": species,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from jobflow import CURRENT_JOB, Flow, Job, Maker, OutputReference, Response, job
 from pymatgen.core import Structure
 
+from haml_flows.engines.audit import AuditMaker
 from haml_flows.engines.commands import COMMANDS, MLP
 from haml_flows.engines.mlpmd import MlpMdMaker
 from haml_flows.engines.reference import (
@@ -88,8 +89,10 @@ def record_cycle(
     mlpmd: dict,
     jobs: dict,
     continued: bool = False,
+    audit: dict | None = None,
 ) -> CycleDoc:
     """Gather one cycle's numbers into its CycleDoc and report progress."""
+    audit = audit or {}
     doc = CycleDoc(
         run_id=run_id,
         cycle=cycle,
@@ -121,6 +124,13 @@ def record_cycle(
         training_fallback=training.get("fallback"),
         mlpmd_collapse=mlpmd.get("collapse") or [],
         continued=continued,
+        audit_force_rmse=audit.get("force_rmse"),
+        audit_force_max_error=audit.get("force_max_error"),
+        audit_energy_error=audit.get("energy_error"),
+        audit_gamma_max=audit.get("gamma_max"),
+        audit_frames=len(audit.get("frames") or []),
+        audit_passed=audit.get("passed"),
+        audit_job=jobs.get("audit"),
     )
     if continued:
         head = "cycle %d | continued (previous segment trusted to max_steps), MTP of %d frames"
@@ -135,13 +145,19 @@ def record_cycle(
             doc.force_rmse,
             doc.training_cost.wall_seconds,
         ]
+    audited = (
+        f" | audit F-RMSE {doc.audit_force_rmse:.3f} eV/A "
+        f"({'pass' if doc.audit_passed else 'fail'})"
+        if doc.audit_force_rmse is not None else ""
+    )
     logger.info(
-        head + " | MLP-MD %d steps (%s, gamma %.2f) %.1f s | %.3f ps",
+        head + " | MLP-MD %d steps (%s, gamma %.3g) %.1f s%s | %.3f ps",
         *args,
         doc.mlpmd_steps,
         doc.stop_reason,
         doc.gamma_at_stop,
         doc.mlpmd_cost.wall_seconds,
+        audited,
         doc.cumulative_ps,
     )
     faults = [("AIMD", c) for c in doc.aimd_corrections]
@@ -168,6 +184,10 @@ _MLPMD_FIELDS = (
 CYCLE_JOB = "haml cycle"
 """Cycle jobs are named ``haml cycle N``."""
 _STOP = StopSpec()
+_REFERENCE = ReferenceSpec()
+_AUDIT_FIELDS = (
+    "force_rmse", "force_max_error", "energy_error", "gamma_max", "frames", "passed",
+)
 
 
 @job
@@ -269,9 +289,11 @@ class HamlCycleMaker(Maker):
     aimd_maker: Maker = field(default_factory=AimdSegmentMaker)
     train_maker: MtpTrainMaker = field(default_factory=MtpTrainMaker)
     mlpmd_maker: Maker = field(default_factory=MlpMdMaker)
+    audit_maker: AuditMaker | None = None
     max_cycles: int = _STOP.max_cycles
     total_time_fs: float = _STOP.total_time_ps * 1000.0
-    fallback_aimd_factor: float = 2.0
+    lengthen_factor: float = _REFERENCE.lengthen_factor
+    longest_aimd: int = _REFERENCE.longest
     continue_trusted: bool = MlpMdSpec().continue_trusted
 
     @classmethod
@@ -282,12 +304,19 @@ class HamlCycleMaker(Maker):
         so that a spec that cannot run fails before any job exists.
         """
         check_commands(spec, settings)
+        reference = aimd_maker(spec.reference)
         return cls(
-            aimd_maker=aimd_maker(spec.reference),
+            aimd_maker=reference,
             train_maker=MtpTrainMaker(mtp=spec.mtp),
             mlpmd_maker=mlpmd_maker(spec.mlpmd),
+            audit_maker=(
+                AuditMaker(audit=spec.audit, reference=reference)
+                if spec.audit.enabled else None
+            ),
             max_cycles=spec.stop.max_cycles,
             total_time_fs=spec.stop.total_time_ps * 1000.0,
+            lengthen_factor=spec.reference.lengthen_factor,
+            longest_aimd=spec.reference.longest,
             continue_trusted=spec.mlpmd.continue_trusted,
         )
 
@@ -298,48 +327,49 @@ class HamlCycleMaker(Maker):
         cycle_job.metadata.update(run_id=state.run_id, cycle=state.cycle, stage="cycle")
         return cycle_job
 
+    def aimd_steps(self, state: CycleState) -> int:
+        """Steps of this cycle's AIMD: longer after a cycle that taught too little.
+
+        After a cycle whose audit failed, whose MLP-MD a guard stopped or
+        whose training kept the previous potential, ``lengthen_factor`` times
+        the last segment (at most ``longest_aimd``); otherwise the spec's steps.
+        """
+        base = self.aimd_maker.n_steps
+        previous = state.previous
+        if previous is None or not _untrusted(previous):
+            return base
+        last = max(base, state.aimd_steps or base)
+        return min(max(base, self.longest_aimd), math.ceil(last * self.lengthen_factor))
+
     @job
     def make(self, state: CycleState) -> Response:
         """Stop, or run cycle ``state.cycle`` and queue the next one.
 
-        After a training that kept the previous potential (the previous
-        CycleDoc's ``training_fallback``) the AIMD segment is
-        ``fallback_aimd_factor`` times longer. When the previous MLP-MD segment
-        ran to max_steps with nothing untrusted, the cycle only continues the
-        MLP-MD with the same potential (``continue_trusted``).
+        When the previous MLP-MD segment ran to max_steps with nothing
+        untrusted (no guard, an audit that passed), the cycle only continues
+        the MLP-MD with the same potential (``continue_trusted``).
         """
         cycle, previous = state.cycle, state.previous
+        state = state.model_copy(update={"tally": state.tally.after(previous)})
         if cycle > self.max_cycles or state.simulated_fs >= self.total_time_fs:
-            reason = "max_cycles" if cycle > self.max_cycles else "total_time"
-            logger.info(
-                "run %s finished: %d cycles, %.3f ps (%s)",
-                state.run_id, cycle - 1, state.simulated_fs / 1000, reason,
-            )
-            return Response(
-                output=RunSummaryDoc(
-                    run_id=state.run_id,
-                    cycles=cycle - 1,
-                    simulated_fs=state.simulated_fs,
-                    stop_reason=reason,
-                    structure=state.structure,
-                )
-            )
+            return Response(output=self._finish(state))
         if (
             self.continue_trusted
             and previous is not None
             and previous.stop_reason == "max_steps"
+            and previous.audit_passed is not False
             and state.potential is not None
         ):
             return self._continuation(state)
         aimd_maker = _own(self.aimd_maker)
-        if previous is not None and previous.training_fallback is not None:
-            aimd_maker.n_steps = math.ceil(aimd_maker.n_steps * self.fallback_aimd_factor)
-            logger.info("cycle %d: previous training kept its potential; AIMD %d steps",
-                        cycle, aimd_maker.n_steps)
+        aimd_maker.n_steps = self.aimd_steps(state)
+        if previous is not None and aimd_maker.n_steps != self.aimd_maker.n_steps:
+            logger.info("cycle %d: %s; AIMD %d steps", cycle, _why_longer(previous),
+                        aimd_maker.n_steps)
         aimd = _tag(aimd_maker.make(state.structure), state, "aimd")
         train = _tag(
             _own(self.train_maker).make(
-                aimd.output.trajectory, state.training_set, state.potential
+                aimd.output.trajectory, state.training_set, state.potential, state.pending
             ),
             state, "training",
         )
@@ -350,6 +380,7 @@ class HamlCycleMaker(Maker):
             ),
             state, "mlpmd",
         )
+        audit = self._audit(state, mlpmd, train.output.potential)
         record = _tag(record_cycle(
             state.run_id,
             cycle,
@@ -357,11 +388,47 @@ class HamlCycleMaker(Maker):
             {k: getattr(aimd.output, k) for k in _AIMD_FIELDS},
             {k: getattr(train.output, k) for k in _TRAINING_FIELDS},
             {k: getattr(mlpmd.output, k) for k in _MLPMD_FIELDS},
-            {"aimd": aimd.uuid, "training": train.uuid, "mlpmd": mlpmd.uuid},
+            {"aimd": aimd.uuid, "training": train.uuid, "mlpmd": mlpmd.uuid,
+             "audit": audit.uuid if audit else None},
+            audit={k: getattr(audit.output, k) for k in _AUDIT_FIELDS} if audit else None,
         ), state, "record")
+        stages = [aimd, train, mlpmd, *([audit] if audit else []), record]
         return self._replacement(
-            state, [aimd, train, mlpmd, record],
-            train.output.training_set, train.output.potential,
+            state, stages, train.output.training_set, train.output.potential,
+            pending=[audit.output.trajectory] if audit else [],
+            aimd_steps=aimd_maker.n_steps,
+        )
+
+    def _audit(self, state: CycleState, mlpmd: Job, potential) -> Job | None:
+        if self.audit_maker is None:
+            return None
+        return _tag(
+            _own(self.audit_maker).make(mlpmd.output.trajectory, mlpmd.output.selected, potential),
+            state, "audit",
+        )
+
+    def _finish(self, state: CycleState) -> RunSummaryDoc:
+        cycle = state.cycle
+        reason = "max_cycles" if cycle > self.max_cycles else "total_time"
+        logger.info(
+            "run %s finished: %d cycles, %.3f ps (%s)",
+            state.run_id, cycle - 1, state.simulated_fs / 1000, reason,
+        )
+        tally = state.tally
+        if tally.cycles and (tally.guarded + tally.audits_failed) * 2 >= tally.cycles:
+            logger.warning(
+                "run %s: guards stopped the MLP-MD in %d of %d cycles and %d audits "
+                "failed: the potential is not yet trusted along its own trajectory",
+                state.run_id, tally.guarded, tally.cycles, tally.audits_failed,
+            )
+        return RunSummaryDoc(
+            run_id=state.run_id,
+            cycles=cycle - 1,
+            simulated_fs=state.simulated_fs,
+            stop_reason=reason,
+            structure=state.structure,
+            cycles_guarded=tally.guarded,
+            audits_failed=tally.audits_failed,
         )
 
     def _continuation(self, state: CycleState) -> Response:
@@ -369,7 +436,7 @@ class HamlCycleMaker(Maker):
 
         Potential and training set reach the MLP-MD through ``trained_potential``
         (references to the training job's output), so that no job input carries
-        their text.
+        their text. The audit's relabelled frames wait for the next training.
         """
         cycle, previous = state.cycle, state.previous
         link = _tag(trained_potential(previous.training_job), state, "potential")
@@ -381,6 +448,7 @@ class HamlCycleMaker(Maker):
             ),
             state, "mlpmd",
         )
+        audit = self._audit(state, mlpmd, potential)
         no_cost = StageCost(wall_seconds=0.0, cpu_seconds=0.0)
         record = _tag(record_cycle(
             state.run_id,
@@ -398,20 +466,30 @@ class HamlCycleMaker(Maker):
                 "fallback": None,
             },
             {k: getattr(mlpmd.output, k) for k in _MLPMD_FIELDS},
-            {"aimd": None, "training": previous.training_job, "mlpmd": mlpmd.uuid},
+            {"aimd": None, "training": previous.training_job, "mlpmd": mlpmd.uuid,
+             "audit": audit.uuid if audit else None},
             continued=True,
+            audit={k: getattr(audit.output, k) for k in _AUDIT_FIELDS} if audit else None,
         ), state, "record")
-        return self._replacement(state, [link, mlpmd, record], training_set, potential)
+        stages = [link, mlpmd, *([audit] if audit else []), record]
+        return self._replacement(
+            state, stages, training_set, potential,
+            pending=[*state.pending, *([audit.output.trajectory] if audit else [])],
+            aimd_steps=state.aimd_steps,
+        )
 
     def _replacement(
-        self, state: CycleState, stages: list[Job], training_set, potential
+        self, state: CycleState, stages: list[Job], training_set, potential, *,
+        pending: list, aimd_steps: int | None,
     ) -> Response:
         """Replace this job with the cycle's jobs and the next cycle job.
 
-        ``stages`` ends with the MLP-MD and record jobs: the next cycle starts
-        from the MLP-MD's last frame, after the record's CycleDoc.
+        ``stages`` holds the MLP-MD job and ends with the record job: the
+        next cycle starts from the MLP-MD's last frame, after the record's
+        CycleDoc.
         """
-        mlpmd, record = stages[-2:]
+        mlpmd = next(j for j in stages if j.metadata.get("stage") == "mlpmd")
+        record = stages[-1]
         next_cycle = self.cycle_job(
             CycleState(
                 run_id=state.run_id,
@@ -420,9 +498,32 @@ class HamlCycleMaker(Maker):
                 training_set=training_set,
                 potential=potential,
                 previous=record.output,
+                pending=pending,
+                aimd_steps=aimd_steps,
+                tally=state.tally,
             )
         )
         return Response(replace=Flow([*stages, next_cycle], output=next_cycle.output))
+
+
+def _untrusted(doc: CycleDoc) -> bool:
+    """The cycle's potential fell short: its fit was kept back, a guard fired, its audit failed."""
+    return (
+        doc.training_fallback is not None
+        or doc.stop_reason == "collapse"
+        or doc.audit_passed is False
+    )
+
+
+def _why_longer(doc: CycleDoc) -> str:
+    reasons = []
+    if doc.training_fallback is not None:
+        reasons.append("previous training kept its potential")
+    if doc.stop_reason == "collapse":
+        reasons.append("a guard stopped the previous MLP-MD")
+    if doc.audit_passed is False:
+        reasons.append(f"the previous audit failed (F-RMSE {doc.audit_force_rmse:.3f} eV/A)")
+    return "; ".join(reasons)
 
 
 @dataclass

@@ -23,6 +23,7 @@ DATA = Path(__file__).parents[1] / "data"
 def _run(job_store, tmp_path: Path, seed: int) -> str:
     data = yaml.safe_load((DATA / "lj_small.yaml").read_text())
     data["reference"]["seed"] = seed
+    data["audit"] = {"enabled": True, "frames": 3}  # the report draws the audits
     spec = tmp_path / f"spec{seed}.yaml"
     spec.write_text(yaml.safe_dump(data))
     run = prepare_run(spec)
@@ -68,6 +69,11 @@ def test_report_of_a_real_run(job_store, haml_settings, tmp_path, monkeypatch):
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["cycles"] == len(docs)
+    # every cycle's audit, as its CycleDoc has it; the report names the guards that fired
+    assert {int(k): v for k, v in on_disk["audit"]["cycle_force_rmse"].items()} == {
+        d.cycle: pytest.approx(d.audit_force_rmse) for d in docs
+    }
+    assert "audited force RMSE" in page and "guards that stopped MLP-MD" in page
     assert on_disk["simulated_ps"] == pytest.approx(docs[-1].cumulative_ps)
     cost = on_disk["cost"]
     assert cost["haml_cpu_s_per_ps"] == pytest.approx(

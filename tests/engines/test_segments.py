@@ -64,7 +64,8 @@ def test_training_set_grows_and_warm_starts(trained):
 
 def test_gamma_break_stops_the_segment(trained):
     aimd, doc = trained
-    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=400, gamma_break=1.2, gamma_select=1.1, temperature=3000.0))
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=400, gamma_break=1.2, gamma_select=1.1, temperature=3000.0,
+                                       temperature_band=None))
     out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
     assert out.stop_reason == "gamma_break"
     assert out.gamma_at_stop > 1.2

@@ -72,7 +72,7 @@ def test_a_cycle_is_its_stages_then_the_next_cycle():
         assert job.uuid == stage_uuid("r", 2, stage)
         assert job.metadata == {"run_id": "r", "cycle": 2, "stage": stage}
     train = jobs[1]
-    assert train.function_args[1:] == ("frames", "potential")
+    assert train.function_args[1:] == ("frames", "potential", [])
     # the next cycle's state points at this cycle's outputs
     (after,) = jobs[-1].function_args
     assert isinstance(after, CycleState) and (after.run_id, after.cycle) == ("r", 3)
@@ -104,6 +104,70 @@ def test_a_kept_potential_lengthens_the_next_aimd():
     assert aimd.maker.n_steps == 6
     plain = _cycle(_maker(), _state()).replace.jobs[0]
     assert plain.maker.n_steps == 3
+
+
+def _audited_maker(**changes) -> HamlCycleMaker:
+    from haml_flows.engines.audit import AuditMaker
+
+    maker = _maker(**changes)
+    return HamlCycleMaker(
+        **{**{f: getattr(maker, f) for f in ("aimd_maker", "train_maker", "mlpmd_maker",
+                                              "max_cycles")},
+           "audit_maker": AuditMaker(reference=maker.aimd_maker), **changes},
+    )
+
+
+def test_the_audit_follows_the_mlpmd_and_feeds_the_next_training():
+    earlier = OutputReference("an-earlier-audit").trajectory
+    jobs = _cycle(_audited_maker(), _state(pending=[earlier])).replace.jobs
+    assert [j.name for j in jobs] == ["aimd 2", "training 2", "mlpmd 2", "audit 2",
+                                      "record 2", "haml cycle 3"]
+    train, mlpmd, audit = jobs[1], jobs[2], jobs[3]
+    assert train.function_args[3] == [earlier]  # the frames relabelled since the last fit
+    assert audit.function_args[0].uuid == audit.function_args[1].uuid == mlpmd.uuid
+    assert audit.function_args[2].uuid == train.uuid
+    (after,) = jobs[-1].function_args
+    assert [p.uuid for p in after.pending] == [audit.uuid] and after.aimd_steps == 3
+
+
+@pytest.mark.parametrize(
+    "untrusted",
+    [{"audit_passed": False, "audit_force_rmse": 0.4}, {"stop_reason": "collapse"}],
+)
+def test_a_failed_audit_or_a_guard_lengthens_the_next_aimd_up_to_the_cap(untrusted):
+    maker = _audited_maker(longest_aimd=10)
+    previous = _cycle_doc(1, **untrusted)
+    aimd = _cycle(maker, _state(previous=previous)).replace.jobs[0]
+    assert aimd.maker.n_steps == 6
+    again = _cycle(maker, _state(previous=previous, aimd_steps=6)).replace.jobs[0]
+    assert again.maker.n_steps == 10  # 12, capped
+    clean = _cycle(maker, _state(aimd_steps=10)).replace.jobs[0]
+    assert clean.maker.n_steps == 3
+
+
+def test_a_segment_whose_audit_failed_is_not_continued():
+    failed = _cycle_doc(1, stop_reason="max_steps", audit_passed=False, audit_force_rmse=0.3)
+    jobs = _cycle(_audited_maker(), _state(previous=failed)).replace.jobs
+    assert jobs[0].name == "aimd 2"
+    passed = _cycle_doc(1, stop_reason="max_steps", audit_passed=True, training_job="t1")
+    pending = [OutputReference("audit-1").trajectory]
+    jobs = _cycle(_audited_maker(), _state(previous=passed, pending=pending)).replace.jobs
+    assert [j.name for j in jobs] == ["potential 2", "mlpmd 2", "audit 2", "record 2",
+                                      "haml cycle 3"]
+    (after,) = jobs[-1].function_args
+    # no training in a continued cycle: its audit's frames wait with the earlier ones
+    assert [p.uuid for p in after.pending] == ["audit-1", jobs[2].uuid]
+
+
+def test_a_run_whose_cycles_keep_firing_guards_says_so(caplog):
+    from haml_flows.schemas import CycleTally
+
+    tally = CycleTally(cycles=3, guarded=2, audits_failed=0)
+    with caplog.at_level("WARNING", logger="haml_flows.progress"):
+        summary = _cycle(_maker(), _state(cycle=4, tally=tally, previous=_cycle_doc(
+            3, stop_reason="collapse"))).output
+    assert (summary.cycles_guarded, summary.audits_failed) == (3, 0)
+    assert "guards stopped the MLP-MD in 3 of 4 cycles" in caplog.text
 
 
 def test_a_trusted_segment_is_continued_with_the_same_potential():
@@ -149,6 +213,7 @@ def _tiny_run(cycles: int):
     data["reference"]["steps"] = 3
     data["mtp"].update(level=4, radial_iterations=0)
     data["mlpmd"].update(max_steps=10, continue_trusted=False)
+    data["audit"] = {"enabled": True, "frames": 2}
     data["stop"]["max_cycles"] = cycles
     spec = parse_spec(data)
     return build_run(spec, build_system(spec.system))
@@ -170,7 +235,11 @@ def test_names_per_job_and_resume_on_a_memory_store(memory_store, tmp_path):
     assert (report.cycles_done, report.next_cycle) == (1, 2)
     resumed = cycle_docs(memory_store, run.run_id)
     assert [d.cycle for d in resumed] == [1, 2]
-    assert resumed[1].training_set_size == 2 * resumed[0].training_set_size
+    # cycle 1's audited frames join cycle 2's training, after a resume as well
+    assert docs[0].audit_frames > 0
+    assert resumed[1].training_set_size == docs[1].training_set_size == (
+        docs[0].training_set_size + docs[0].audit_frames + docs[1].aimd_steps + 1
+    )
     assert resumed[1].cumulative_fs == pytest.approx(
         resumed[0].cumulative_fs + resumed[1].aimd_fs + resumed[1].mlpmd_fs
     )
