@@ -53,16 +53,28 @@ def audit_picks(trajectory: Trajectory, selected: Trajectory | None, audit: Audi
     return sample, [(i, "selected") for i in sorted(chosen[: audit.selected_frames])]
 
 
-def reference_single_point(maker, structure: Structure) -> dict:
+def reference_calculator(maker):
+    """The ASE calculator of an ASE-based reference (quiet), None for an external engine."""
+    if not hasattr(maker, "_get_calculator"):
+        return None
+    kwargs = getattr(maker, "calculator_kwargs", None)
+    if isinstance(kwargs, dict) and "verbosity" in kwargs:
+        maker = dataclasses.replace(maker, calculator_kwargs={**kwargs, "verbosity": 0})
+    return maker._get_calculator()
+
+
+def reference_single_point(maker, structure: Structure, calculator=None) -> dict:
     """Energy, forces and stress (ASE's convention) of ``structure`` on the reference.
 
-    ASE-based references (GFN1-xTB, Lennard-Jones) call their calculator; an
-    external engine (VASP, CP2K) runs a one-step segment in a scratch folder,
-    whose first frame is the input structure's.
+    ASE-based references (GFN1-xTB, Lennard-Jones) call their calculator
+    (``calculator``, or a new one); an external engine (VASP, CP2K) runs a
+    one-step segment in a scratch folder, whose first frame is the input
+    structure's.
     """
     atoms = atoms_with_velocities(bare_structure(structure))
-    if hasattr(maker, "_get_calculator"):
-        atoms.calc = maker._get_calculator()
+    calculator = calculator or reference_calculator(maker)
+    if calculator is not None:
+        atoms.calc = calculator
         energy = float(atoms.get_potential_energy())
         forces = atoms.get_forces()
         stress = atoms.get_stress() if atoms.cell.rank == 3 and all(atoms.pbc) else None
@@ -100,12 +112,16 @@ class AuditMaker(Maker):
             sample, chosen = audit_picks(trajectory, selected, self.audit)
             records, labelled, failures = [], [], []
             calc = mtp_calculator(potential)
+            try:
+                reference = reference_calculator(self.reference)
+            except Exception:  # noqa: BLE001 - each frame then records the failure
+                reference = None
             for source, picks in ((trajectory, sample), (selected, chosen)):
                 for index, kind in picks:
                     props = source.frame_properties[index]
                     structure = bare_structure(source[index])
                     try:
-                        label = reference_single_point(self.reference, structure)
+                        label = reference_single_point(self.reference, structure, reference)
                     except Exception as exc:  # noqa: BLE001 - a failed label is recorded
                         failures.append(FaultCorrection(
                             handler="AuditReferenceFailure", step=int(props["step"]),

@@ -35,7 +35,7 @@ CASES = {
     "malformed YAML": (None, "malformed YAML"),
     "unknown key": (
         {"reference": {"stepz": 10}},
-        "reference.stepz: unknown key; allowed: ['engine', 'seed', 'steps',",
+        "reference.stepz: unknown key; allowed: ['engine', 'lengthen_factor', 'max_steps', 'seed',",
     ),
     "zero AIMD steps": ({"reference": {"steps": 0}}, "reference.steps: Input should be greater than 0"),
     "negative time step": (

@@ -1,0 +1,350 @@
+"""The fidelity gate: HAML runs against a pure-AIMD ensemble from the same start.
+
+For each system (the mini Li | Li6PS5Cl interface over ``--ps-lpsc`` ps, the
+mini Li | LiFSI + DME interface over ``--ps-dme`` ps, GFN1-xTB as the
+reference engine):
+
+1. the reference ensemble: pure AIMD from the run's optimized start, one run
+   per velocity seed (the spec's ``reference.seed`` replaced), cached in
+   bench/.cache/fidelity/ so that reruns reuse it;
+2. HAML runs with the same seeds and the spec's settings (``--set`` to try
+   others), each on a private embedded server;
+3. haml_flows.analysis.fidelity: per tracked bond type the time-averaged
+   count and its series, partial-RDF overlaps HAML-AIMD next to AIMD-AIMD,
+   the temperatures, the closest contacts and the audited force RMSE, and
+   the verdict per criterion. Also the HAML cost per ps and its speed-up
+   over the ensemble's own AIMD cost.
+
+    OMP_NUM_THREADS=1 python bench/fidelity.py [--systems lpsc dme] [--seeds 3] \
+        [--ps-lpsc 2.0] [--ps-dme 1.0] [--jobs 2] [--set KEY=VALUE ...] \
+        [--label NAME] [--no-write]
+
+Figures: docs/figures/fidelity_<system>.png; the gate table goes into the
+"Fidelity gate" section of docs/performance.md (``--no-write``: printed only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import pickle
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import chdir
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+CACHE = ROOT / "bench/.cache/fidelity"
+FIGURES = ROOT / "docs/figures"
+SECTION = "## Fidelity gate"
+
+SYSTEMS = {
+    "lpsc": {
+        "spec": ROOT / "workflows/li_lpsc_mini.yaml",
+        "label": "Li / Li6PS5Cl (mini)",
+        "bonds": ["P-S", "Li-P", "Li-S", "Li-Cl"],
+        "max_force_rmse": 0.15,
+    },
+    "dme": {
+        "spec": ROOT / "workflows/li_lifsi_dme_mini.yaml",
+        "label": "Li / LiFSI + DME (mini)",
+        "bonds": ["Li-O", "Li-F", "Li-N", "Li-S"],
+        "max_force_rmse": 0.20,
+    },
+}
+
+
+def _fingerprint(spec_path: Path) -> str:
+    """Hash of what the reference ensemble depends on: system, reference, optimization."""
+    import yaml
+
+    data = yaml.safe_load(Path(spec_path).read_text())
+    keep = {k: data.get(k) for k in ("system", "reference", "optimization")}
+    keep["reference"] = {k: v for k, v in (keep["reference"] or {}).items()
+                         if k not in ("seed", "steps", "max_steps", "lengthen_factor")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _seeded(spec_path: Path, seed: int, overrides: dict, out: Path) -> Path:
+    from harness import spec_with
+
+    return spec_with(spec_path, {**overrides, "reference.seed": seed}, out)
+
+
+def _quiet() -> None:
+    from harness import quiet_warnings
+
+    quiet_warnings()
+    logging.getLogger("motep").setLevel(logging.ERROR)
+
+
+# -- worker tasks ---------------------------------------------------------------
+
+
+def aimd_task(key: str, spec_path: str, seed: int, fs: float, cache: str) -> dict:
+    """Pure AIMD of ``fs`` from the run's optimized start, velocities seeded by ``seed``."""
+    _quiet()
+    from haml_flows.engines.frames import measure_cost
+    from haml_flows.faults.handlers import run_segment
+    from haml_flows.flows.haml import HamlMaker, aimd_maker
+    from haml_flows.runner import prepare_run
+
+    workdir = Path(cache).with_suffix(".work")
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        with chdir(workdir):
+            prepared = prepare_run(spec_path)
+            spec = prepared.spec
+            optimization = HamlMaker.from_spec(spec).optimization
+            structure = (
+                prepared.structure if optimization is None
+                else optimization.optimize(prepared.structure)[0]
+            )
+            steps = int(round(fs / spec.reference.time_step))
+            maker = aimd_maker(spec.reference.model_copy(update={"steps": steps}))
+            print(f"[{key} AIMD seed {seed}] {steps} steps", flush=True)
+            with measure_cost() as meter:
+                trajectory, corrections, _, simulated = run_segment(maker, structure)
+        result = {
+            "trajectory": trajectory.as_dict(), "cpu_seconds": meter.cost.cpu_seconds,
+            "wall_seconds": meter.cost.wall_seconds, "fs": simulated,
+            "corrections": len(corrections), "time_step": spec.reference.time_step,
+        }
+        Path(cache).write_bytes(pickle.dumps(result))
+        print(f"[{key} AIMD seed {seed}] done, {meter.cost.cpu_seconds:.0f} CPU s", flush=True)
+        return {"error": None}
+    except Exception:  # noqa: BLE001 - reported by the main process
+        return {"error": traceback.format_exc().strip().splitlines()[-1]}
+
+
+def haml_task(key: str, spec_path: str, run_id: str, workdir: str) -> dict:
+    """The HAML run of one seed; a failure is returned, not raised."""
+    _quiet()
+    from haml_vs_aimd import haml_task as run
+
+    return run(f"{key} HAML", spec_path, run_id, workdir)
+
+
+# -- main process ---------------------------------------------------------------
+
+
+def reference_frames(cache: Path):
+    """Frames of a cached pure-AIMD run (analysis.timeline Frames)."""
+    from pymatgen.core.trajectory import Trajectory
+
+    from haml_flows.analysis.timeline import trajectory_frames
+
+    data = pickle.loads(cache.read_bytes())
+    trajectory = Trajectory.from_dict(data["trajectory"])
+    return data, list(trajectory_frames(trajectory, dt_fs=data["time_step"], stage="aimd"))
+
+
+def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, store) -> dict:
+    """Measures, verdicts and costs of one system."""
+    from haml_flows.analysis.bonds import DEFAULT_CUTOFFS
+    from haml_flows.analysis.cost import cost_summary
+    from haml_flows.analysis.fidelity import audited_force_rmse, gate, measure
+    from haml_flows.analysis.timeline import run_timeline
+    from haml_flows.queries import cycle_docs, run_doc
+    from haml_flows.spec import load_spec
+
+    system = SYSTEMS[key]
+    cutoffs = {b: DEFAULT_CUTOFFS[b] for b in system["bonds"]}
+    pairs = [tuple(b.split("-")) for b in system["bonds"]]
+    reference, aimd_cpu, aimd_fs = [], 0.0, 0.0
+    for seed in seeds:
+        data, frames = reference_frames(caches[seed])
+        reference.append(measure(frames, cutoffs, pairs, fs))
+        aimd_cpu += data["cpu_seconds"]
+        aimd_fs += data["fs"]
+    haml, audited, costs, ends = [], [], [], []
+    target = load_spec(system["spec"]).reference.temperature
+    for seed in seeds:
+        run_id = runs[seed]["run_id"]
+        docs = cycle_docs(store, run_id)
+        if not docs:
+            ends.append(f"seed {seed}: {runs[seed].get('error') or 'no cycle'}")
+            continue
+        haml.append(measure(run_timeline(store, run_id), cutoffs, pairs, fs))
+        audited.append(audited_force_rmse(docs))
+        costs.append(cost_summary(docs, run_doc(store, run_id)))
+        ends.append(
+            f"seed {seed}: {len(docs)} cycles, {docs[-1].cumulative_ps:.2f} ps"
+            + (f", failed: {runs[seed]['error']}" if runs[seed].get("error") else "")
+        )
+    criteria = gate(reference, haml, audited, target_temperature=target,
+                    max_force_rmse=system["max_force_rmse"]) if haml else []
+    aimd_per_ps = aimd_cpu / 3600.0 / (aimd_fs / 1000.0)
+    haml_per_ps = [c["haml_cpu_h_per_ps"] for c in costs if c["haml_cpu_h_per_ps"]]
+    return {
+        "key": key, "label": system["label"], "seeds": seeds, "window_fs": fs,
+        "criteria": criteria, "reference": reference, "haml": haml, "ends": ends,
+        "matched": bool(criteria) and all(c.passed for c in criteria),
+        "aimd_cpu_h_per_ps": aimd_per_ps,
+        "haml_cpu_h_per_ps": float(np.mean(haml_per_ps)) if haml_per_ps else None,
+        "speedup": aimd_per_ps / float(np.mean(haml_per_ps)) if haml_per_ps else None,
+        "audited": audited,
+        "continued": [sum(d.continued for d in cycle_docs(store, runs[s]["run_id"]))
+                      for s in seeds],
+        "cycles": [len(cycle_docs(store, runs[s]["run_id"])) for s in seeds],
+    }
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bonds = list(result["reference"][0].bond_series)
+    fig, axes = plt.subplots(1, len(bonds) + 1, figsize=(3.3 * (len(bonds) + 1), 3.4))
+    for ax, key in zip(axes, bonds):
+        for i, m in enumerate(result["reference"]):
+            ax.plot(m.times_ps, m.bond_series[key], color="0.5", lw=1,
+                    label="pure AIMD (seeds)" if i == 0 else None)
+        for i, m in enumerate(result["haml"]):
+            ax.plot(m.times_ps, m.bond_series[key], color="tab:blue", lw=1,
+                    label="HAML (same seeds)" if i == 0 else None)
+        ax.set_ylim(bottom=0)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("simulated time (ps)")
+        ax.set_ylabel(f"{key} bonds")
+        ax.set_title(key, fontsize=9)
+    axes[0].legend(fontsize=7)
+    ax = axes[-1]
+    edges = np.linspace(0, 2.0 * 300, 41)
+    ax.hist(np.concatenate([m.temperatures for m in result["reference"]]), bins=edges,
+            density=True, alpha=0.5, color="0.5", label="pure AIMD")
+    if result["haml"]:
+        ax.hist(np.concatenate([m.temperatures for m in result["haml"]]), bins=edges,
+                density=True, alpha=0.5, color="tab:blue", label="HAML")
+    ax.axvline(300, color="k", ls="--", lw=1, label="target 300 K")
+    ax.set_xlabel("temperature (K)")
+    ax.set_ylabel("probability density (1/K)")
+    ax.legend(fontsize=7)
+    fig.suptitle(f"{result['label']}: HAML vs pure AIMD over "
+                 f"{result['window_fs'] / 1000:g} ps", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(results: list[dict], command: str, overrides: dict, quiet: str) -> str:
+    lines = [
+        SECTION,
+        "",
+        f"Command: `{command}` ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; "
+        f"{quiet}). Settings: the spec's" + (
+            f", with {', '.join(f'`{k}={v}`' for k, v in overrides.items())}"
+            if overrides else ""
+        ) + ". Pure AIMD: the same optimized start and velocity seeds, GFN1-xTB, "
+        "cached in bench/.cache/fidelity/.",
+        "",
+    ]
+    for r in results:
+        speed = f"{r['speedup']:.1f}x" if r["speedup"] else "n/a"
+        lines += [
+            f"**{r['label']}**, seeds {', '.join(map(str, r['seeds']))}, window "
+            f"{r['window_fs'] / 1000:g} ps: **{'MATCHED' if r['matched'] else 'NOT matched'}**; "
+            f"HAML {r['haml_cpu_h_per_ps'] or float('nan'):.4f} CPU-h/ps against pure AIMD "
+            f"{r['aimd_cpu_h_per_ps']:.4f} ({speed}); runs: {'; '.join(r['ends'])}.",
+            "",
+            "| criterion | measured | verdict |",
+            "| --- | --- | --- |",
+        ]
+        lines += [
+            f"| {c.name} | {c.detail} | {'pass' if c.passed else '**fail**'} |"
+            for c in r["criteria"]
+        ]
+        lines += ["", f"![{r['label']}](figures/fidelity_{r['key']}.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--systems", nargs="+", default=["lpsc", "dme"], choices=SYSTEMS)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--ps-lpsc", type=float, default=2.0)
+    parser.add_argument("--ps-dme", type=float, default=1.0)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--quiet-machine", action="store_true",
+                        help="say in the doc that nothing else ran")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    _quiet()
+    from harness import parse_overrides, private_database
+
+    overrides = parse_overrides(args.set)
+    seeds = list(range(1, args.seeds + 1))
+    windows = {"lpsc": args.ps_lpsc * 1000.0, "dme": args.ps_dme * 1000.0}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with private_database("haml_fidelity_") as tmp:
+        from haml_flows.database.stores import make_job_store
+        from haml_flows.flows.haml import new_run_id
+        from haml_flows.settings import HamlSettings
+
+        tasks, caches, runs = {}, {}, {}
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            for key in args.systems:
+                spec = SYSTEMS[key]["spec"]
+                fs = windows[key]
+                caches[key], runs[key] = {}, {}
+                for seed in seeds:
+                    seeded = _seeded(spec, seed, {}, tmp / f"{key}_aimd_{seed}.yaml")
+                    cache = CACHE / f"{key}_{_fingerprint(spec)}_seed{seed}_{fs:.0f}fs.pkl"
+                    caches[key][seed] = cache
+                    if not cache.exists():
+                        tasks[pool.submit(aimd_task, key, str(seeded), seed, fs, str(cache))] = (
+                            key, "aimd", seed)
+                    total = {"stop.total_time_ps": fs / 1000.0, "stop.max_cycles": 1000}
+                    haml_spec = _seeded(spec, seed, {**total, **overrides},
+                                        tmp / f"{key}_haml_{seed}.yaml")
+                    run_id = new_run_id(f"fidelity-{key}-s{seed}")
+                    runs[key][seed] = {"run_id": run_id}
+                    tasks[pool.submit(haml_task, key, str(haml_spec), run_id,
+                                      str(tmp / f"work_{key}_{seed}"))] = (key, "haml", seed)
+            for future in as_completed(tasks):
+                key, kind, seed = tasks[future]
+                outcome = future.result()
+                if kind == "haml":
+                    runs[key][seed].update(outcome)
+                elif outcome["error"]:
+                    raise SystemExit(f"{key} AIMD seed {seed} failed: {outcome['error']}")
+                print(f"{key} {kind} seed {seed} finished", flush=True)
+        store = make_job_store(HamlSettings())
+        store.connect()
+        results = [evaluate(k, seeds, windows[k], caches[k], runs[k], store)
+                   for k in args.systems]
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        plot(r, FIGURES / f"fidelity_{r['key']}.png")
+        summary = {
+            "matched": r["matched"], "overrides": overrides, "speedup": r["speedup"],
+            "criteria": [c.__dict__ for c in r["criteria"]], "ends": r["ends"],
+            "audited": r["audited"], "cycles": r["cycles"], "continued": r["continued"],
+        }
+        (CACHE / f"last_{r['key']}.json").write_text(json.dumps(summary, indent=1))
+    command = "OMP_NUM_THREADS=1 python bench/fidelity.py " + " ".join(sys.argv[1:])
+    quiet = "quiet machine" if args.quiet_machine else "other work on the machine"
+    text = table(results, command.strip(), overrides, quiet)
+    print(text)
+    if not args.no_write:
+        from perfdoc import write_section
+
+        write_section(text, SECTION)
+    return 0 if all(r["matched"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
