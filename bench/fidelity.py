@@ -17,7 +17,7 @@ reference engine):
 
     OMP_NUM_THREADS=1 python bench/fidelity.py [--systems lpsc dme] [--seeds 3] \
         [--ps-lpsc 2.0] [--ps-dme 1.0] [--jobs 2] [--set KEY=VALUE ...] \
-        [--label NAME] [--no-write]
+        [--reference-only] [--no-write]
 
 Figures: docs/figures/fidelity_<system>.png; the gate table goes into the
 "Fidelity gate" section of docs/performance.md (``--no-write``: printed only).
@@ -279,6 +279,8 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--quiet-machine", action="store_true",
                         help="say in the doc that nothing else ran")
+    parser.add_argument("--reference-only", action="store_true",
+                        help="build (or check) the cached pure-AIMD ensembles and stop")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     _quiet()
@@ -307,6 +309,8 @@ def main() -> int:
                     if not cache.exists():
                         tasks[pool.submit(aimd_task, key, str(seeded), seed, fs, str(cache))] = (
                             key, "aimd", seed)
+                    if args.reference_only:
+                        continue
                     total = {"stop.total_time_ps": fs / 1000.0, "stop.max_cycles": 1000}
                     haml_spec = _seeded(spec, seed, {**total, **overrides},
                                         tmp / f"{key}_haml_{seed}.yaml")
@@ -322,6 +326,13 @@ def main() -> int:
                 elif outcome["error"]:
                     raise SystemExit(f"{key} AIMD seed {seed} failed: {outcome['error']}")
                 print(f"{key} {kind} seed {seed} finished", flush=True)
+        if args.reference_only:
+            for key in args.systems:
+                for seed, cache in caches[key].items():
+                    data = pickle.loads(cache.read_bytes())
+                    print(f"{key} seed {seed}: {data['fs']:.0f} fs of pure AIMD, "
+                          f"{data['cpu_seconds']:.0f} CPU s, {cache.name}")
+            return 0
         store = make_job_store(HamlSettings())
         store.connect()
         results = [evaluate(k, seeds, windows[k], caches[k], runs[k], store)

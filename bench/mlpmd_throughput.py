@@ -13,7 +13,7 @@ bench/mtp_engine.py), CPU time of one core (run with OMP_NUM_THREADS=1):
    12, with the grade every step, every 10 steps, and once per segment
    (the force-only reference of the same run).
 
-    OMP_NUM_THREADS=1 python bench/mlpmd_throughput.py [--steps 400] [--no-write]
+    OMP_NUM_THREADS=1 python bench/mlpmd_throughput.py [--steps 400] [--quiet-machine] [--no-write]
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--quiet-machine", action="store_true",
+                        help="say in the doc that nothing else ran on the machine")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     for category in (FutureWarning, DeprecationWarning, UserWarning):
@@ -112,8 +114,10 @@ def main() -> int:
         SECTION,
         "",
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} "
-        f"python bench/mlpmd_throughput.py --steps {args.steps}` "
-        f"({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; mini Li | "
+        f"python bench/mlpmd_throughput.py --steps {args.steps}"
+        f"{' --quiet-machine' if args.quiet_machine else ''}` "
+        f"({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, "
+        f"{'quiet machine' if args.quiet_machine else 'other work on the machine'}; mini Li | "
         f"Li6PS5Cl interface, {n_atoms} atoms, GFN1-xTB frames of "
         "bench/mtp_engine.py's cache). CPU time of one core (OMP_NUM_THREADS=1).",
         "",
