@@ -1,0 +1,143 @@
+"""How much AIMD a potential needs before the grade lets its MLP-MD run.
+
+γ_break is meaningful only if the active set spans what the dynamics
+visits next. This script asks it of the reference dynamics itself: train
+an MTP with a HAML cycle's settings on the first N frames of a pure
+GFN1-xTB AIMD run of the mini Li | Li6PS5Cl interface (the fidelity
+ensemble's seed-1 trajectory, bench/.cache/fidelity/, or bench/mtp_engine.py's
+cache), choose its active set as the training job does (MLIP's MaxVol over
+all parameters, neighbourhood mode), and grade the frames that follow: the
+time until the AIMD's own continuation passes γ = 2 (selection) and
+γ = 10 (the solid's γ_break), the grades 10, 50 and 100 fs on, the force
+RMSE on the next 100 frames, and the parameter blocks no training
+neighbourhood fills.
+
+    OMP_NUM_THREADS=1 python bench/grade_coverage.py [--train 50 100 200 400 800] \
+        [--trajectory PATH] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pickle
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+SECTION = "## Grade coverage against AIMD length"
+AHEAD = 100
+
+
+def load_frames(path: Path | None):
+    from pymatgen.core.trajectory import Trajectory
+
+    from haml_flows.engines.frames import trajectory_frames
+
+    if path is None:
+        found = sorted((ROOT / "bench/.cache/fidelity").glob("lpsc_*_seed1_*fs.pkl"))
+        if not found:
+            from mtp_engine import aimd_frames
+
+            return aimd_frames(200)[0], "bench/mtp_engine.py's 200-frame cache"
+        path = max(found, key=lambda p: p.stat().st_size)
+    data = pickle.loads(path.read_bytes())
+    return trajectory_frames(Trajectory.from_dict(data["trajectory"])), str(path.relative_to(ROOT))
+
+
+def first_above(grades: np.ndarray, threshold: float) -> int | None:
+    hits = np.flatnonzero(grades > threshold)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def one(frames, n_train: int) -> dict:
+    from haml_flows.mtp.grade import candidate_active_set
+    from haml_flows.mtp.training import train_mtp
+    from haml_flows.spec import MtpSpec
+
+    spec = MtpSpec()
+    train, ahead = frames[:n_train], frames[n_train:n_train + AHEAD]
+    start = time.process_time()
+    fit = train_mtp(train + ahead, **{
+        **spec.fit_settings(), "holdout_fraction": len(ahead) / (len(train) + len(ahead))})
+    cpu = time.process_time() - start
+    active, _ = candidate_active_set(fit.potential, train, mode=spec.grade_mode,
+                                     max_frames=spec.active_set_frames)
+    grades = np.asarray(active.grade_frames(ahead))
+    blocks = active.uncovered_blocks()
+    row = {
+        "n_train": n_train, "held_out": fit.force_rmse, "train_cpu": cpu,
+        "fs_to_2": first_above(grades, 2.0), "fs_to_10": first_above(grades, 10.0),
+        "g10": grades[9] if len(grades) > 9 else float("nan"),
+        "g50": grades[49] if len(grades) > 49 else float("nan"),
+        "g100": grades[99] if len(grades) > 99 else float("nan"),
+        "uncovered": len(active.uncovered),
+        "blocks": ", ".join(f"{k} {v}" for k, v in sorted(blocks.items(), key=lambda kv: -kv[1])[:4]),
+        "n_params": active.n_params,
+    }
+    print(row, flush=True)
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", type=int, nargs="+", default=[50, 100, 200, 400, 800])
+    parser.add_argument("--trajectory", type=Path, default=None)
+    parser.add_argument("--quiet-machine", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+    logging.getLogger("motep").setLevel(logging.ERROR)
+    logging.getLogger("haml_flows").setLevel(logging.ERROR)
+    frames, source = load_frames(args.trajectory)
+    sizes = [n for n in args.train if n + AHEAD <= len(frames)]
+    if not sizes:
+        raise SystemExit(f"{source} holds {len(frames)} frames: --train sizes need "
+                         f"{AHEAD} more frames after them")
+    rows = [one(frames, n) for n in sizes]
+    quiet = "quiet machine" if args.quiet_machine else "other work on the machine"
+
+    def fs(value):
+        return f"> {AHEAD}" if value is None else str(value)
+
+    lines = [
+        SECTION,
+        "",
+        f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '')} python "
+        f"bench/grade_coverage.py --train {' '.join(map(str, sizes))}` "
+        f"({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, {quiet}). Frames: "
+        f"{source} (GFN1-xTB NVT 300 K, 1 fs, mini Li | Li6PS5Cl, "
+        f"{len(frames[0])} atoms). The spec's fit (lev_max 12, {rows[0]['n_params']} "
+        "parameters) on the first N frames; the active set chosen as the training "
+        "job does; then the grade of the AIMD's own next frames.",
+        "",
+        "| AIMD frames trained on | fs until grade > 2 | fs until grade > 10 "
+        "| grade 10 fs on | 50 fs on | 100 fs on | force RMSE on the next 100 fs, eV/A "
+        "| parameters no row fills (largest blocks) | training, CPU s |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['n_train']} | {fs(r['fs_to_2'])} | **{fs(r['fs_to_10'])}** | {r['g10']:.1f} "
+        f"| {r['g50']:.1f} | {r['g100']:.1f} | {r['held_out']:.3f} "
+        f"| {r['uncovered']} ({r['blocks']}) | {r['train_cpu']:.0f} |"
+        for r in rows
+    ]
+    lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        from perfdoc import write_section
+
+        write_section(text, SECTION)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
