@@ -347,13 +347,13 @@ def main() -> int:
         }
         (CACHE / f"last_{r['key']}.json").write_text(json.dumps(summary, indent=1))
     command = "OMP_NUM_THREADS=1 python bench/fidelity.py " + " ".join(sys.argv[1:])
-    quiet = "quiet machine" if args.quiet_machine else "other work on the machine"
-    text = table(results, command.strip(), overrides, quiet)
-    print(text)
-    if not args.no_write:
-        from perfdoc import write_section
+    from perfdoc import machine_note
 
-        write_section(text, SECTION)
+    quiet = machine_note(args.quiet_machine)
+    text = table(results, command.strip(), overrides, quiet)
+    from perfdoc import publish
+
+    publish(text, SECTION, write=not args.no_write)
     return 0 if all(r["matched"] for r in results) else 1
 
 

@@ -102,7 +102,9 @@ def main() -> int:
         raise SystemExit(f"{source} holds {len(frames)} frames: --train sizes need "
                          f"{AHEAD} more frames after them")
     rows = [one(frames, n) for n in sizes]
-    quiet = "quiet machine" if args.quiet_machine else "other work on the machine"
+    from perfdoc import machine_note
+
+    quiet = machine_note(args.quiet_machine)
 
     def fs(value):
         return f"> {AHEAD}" if value is None else str(value)
@@ -131,11 +133,9 @@ def main() -> int:
     ]
     lines.append("")
     text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        from perfdoc import write_section
+    from perfdoc import publish
 
-        write_section(text, SECTION)
+    publish(text, SECTION, write=not args.no_write)
     return 0
 
 

@@ -501,11 +501,9 @@ def main() -> int:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        from perfdoc import write_section
+    from perfdoc import publish
 
-        write_section(text, SECTION)
+    publish(text, SECTION, write=not args.no_write)
     return 0
 
 

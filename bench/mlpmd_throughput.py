@@ -89,6 +89,7 @@ def main() -> int:
     logging.getLogger("haml_flows").setLevel(logging.ERROR)
 
     from grade_cost import md_cost
+    from perfdoc import machine_note
     from mtp_engine import aimd_frames
 
     from haml_flows.mtp.training import train_mtp
@@ -117,7 +118,7 @@ def main() -> int:
         f"python bench/mlpmd_throughput.py --steps {args.steps}"
         f"{' --quiet-machine' if args.quiet_machine else ''}` "
         f"({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, "
-        f"{'quiet machine' if args.quiet_machine else 'other work on the machine'}; mini Li | "
+        f"{machine_note(args.quiet_machine)}; mini Li | "
         f"Li6PS5Cl interface, {n_atoms} atoms, GFN1-xTB frames of "
         "bench/mtp_engine.py's cache). CPU time of one core (OMP_NUM_THREADS=1).",
         "",
@@ -170,11 +171,9 @@ def main() -> int:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        from perfdoc import write_section
+    from perfdoc import publish
 
-        write_section(text, SECTION)
+    publish(text, SECTION, write=not args.no_write)
     return 0
 
 

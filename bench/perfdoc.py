@@ -17,3 +17,15 @@ def write_section(text: str, heading: str, path: Path = PERFORMANCE_DOC) -> None
     else:
         new = old.rstrip("\n") + "\n\n" + text
     path.write_text(new)
+
+
+def machine_note(quiet: bool) -> str:
+    """What ran beside a benchmark, as its section says it."""
+    return "quiet machine" if quiet else "other work on the machine"
+
+
+def publish(text: str, heading: str, *, write: bool = True) -> None:
+    """Print a benchmark's section and, unless ``write`` is false, put it in the doc."""
+    print(text)
+    if write:
+        write_section(text, heading)

@@ -196,11 +196,9 @@ fingerprints and two bond counts); both are kept per finished run in
 whole command in a new process, most is interpreter start and the imports of
 `haml_flows.cli.main` (jobflow, FireWorks, pymatgen).
 """
-    print(text)
-    if not args.no_write:
-        from perfdoc import write_section
+    from perfdoc import publish
 
-        write_section(text, HEADING)
+    publish(text, HEADING, write=not args.no_write)
     return 0
 
 

@@ -123,11 +123,9 @@ Structures are built once per distinct `system` section (4 here), so the time is
 mostly flow building and serialisation: each Firework spec carries the JobStore
 and the candidate's structure.
 """
-    print(text)
-    if not args.no_write:
-        from perfdoc import write_section
+    from perfdoc import publish
 
-        write_section(text, HEADING)
+    publish(text, HEADING, write=not args.no_write)
     return 0
 
 
