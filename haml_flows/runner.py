@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobflow import Flow, JobStore, run_locally
@@ -116,6 +116,7 @@ class ResumeReport:
     lost_fireworks: list[int]
     rerun_fireworks: list[int]
     next_cycle: int | None = None
+    unreserved_fireworks: list[int] = field(default_factory=list)
 
 
 def _fireworks_query(run_id: str) -> dict:
@@ -148,6 +149,7 @@ def recover_fireworks(
         ):
             with WFLock(launchpad, workflow["nodes"][0], expire_secs=0, kill=True):
                 pass
+    unreserved = release_stale_reservations(launchpad, fw_ids, lost_after)
     _, lost, _ = launchpad.detect_lostruns(
         expiration_secs=lost_after, rerun=True, refresh=True, query=query
     )
@@ -160,6 +162,65 @@ def recover_fireworks(
         cycles_done=len(cycle_docs(store, run_id)),
         lost_fireworks=list(lost),
         rerun_fireworks=list(fizzled),
+        unreserved_fireworks=unreserved,
+    )
+
+
+def release_stale_reservations(launchpad, fw_ids: list[int], older_than: float) -> list[int]:
+    """Put this run's Fireworks left RESERVED for ``older_than`` s back to READY.
+
+    A worker that died (or lost the database) between checking a Firework
+    out and starting it leaves it RESERVED, and nothing ever runs it. FireWorks'
+    ``detect_unreserved`` finds stale reservations that have a launch; a
+    checkout cut short before its launch was written leaves a RESERVED
+    Firework without one, found here by its ``updated_on``. Both are rerun
+    (``rerun_fw``), as ``lpad detect_unreserved --rerun`` and ``lpad
+    rerun_fws`` would; other runs' Fireworks are not touched.
+    """
+    import datetime
+
+    ours = set(fw_ids)
+    stale_launches = set(launchpad.detect_unreserved(expiration_secs=older_than))
+    cutoff = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(
+        seconds=older_than)
+    released = []
+    for fw in launchpad.fireworks.find(
+        {"fw_id": {"$in": sorted(ours)}, "state": "RESERVED"},
+        {"fw_id": 1, "launches": 1, "updated_on": 1},
+    ):
+        updated = fw.get("updated_on")
+        if isinstance(updated, str):
+            updated = datetime.datetime.fromisoformat(updated)
+        if updated is not None and updated.tzinfo is None:
+            updated = updated.replace(tzinfo=datetime.timezone.utc)
+        has_stale_launch = bool(stale_launches & set(fw.get("launches") or []))
+        if has_stale_launch or updated is None or updated <= cutoff:
+            launchpad.rerun_fw(fw["fw_id"])
+            released.append(fw["fw_id"])
+    return released
+
+
+def unfinished_reason(store: JobStore, launchpad, run_id: str) -> str | None:
+    """None when the run has its summary; otherwise what is left, in one line.
+
+    Names the cycles stored, the workflow's state and the Fireworks that are
+    not COMPLETED (by name and state), so a command that was asked to finish
+    the run can say why it did not.
+    """
+    if run_summary(store, run_id) is not None:
+        return None
+    stored = len(cycle_docs(store, run_id))
+    left = [
+        f"{fw['name']} {fw['state']}"
+        for fw in launchpad.fireworks.find(
+            {**_fireworks_query(run_id), "state": {"$ne": "COMPLETED"}},
+            {"name": 1, "state": 1, "fw_id": 1}, sort=[("fw_id", 1)],
+        )
+    ]
+    shown = ", ".join(left[:6]) + (f" and {len(left) - 6} more" if len(left) > 6 else "")
+    return (
+        f"run {run_id} is unfinished: {stored} cycles stored, "
+        + (f"Fireworks left: {shown}" if left else "no Firework is left to run")
     )
 
 

@@ -163,7 +163,7 @@ class HamlSettings(BaseSettings):
     @property
     def uses_embedded_server(self) -> bool:
         """True when no external URI is configured."""
-        return self.MONGODB_URI is None
+        return not self.MONGODB_URI  # unset, or set empty
 
 
 def get_settings(settings: HamlSettings | None = None) -> HamlSettings:

@@ -87,3 +87,157 @@ def test_cycle_table_names_each_stop_reason():
     ]
     # the grade at the stop and the frames kept above gamma_select
     assert [row[9:11] for row in rows if row[0] == "1"] == [["2", "0"]]
+
+
+# --- conventions: -h, --version, plain help, a light start-up -----------------
+
+def _haml(*args, env=None, cwd=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "haml_flows.cli.main", *args], capture_output=True,
+        text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=120,
+    )
+
+
+COMMANDS = [
+    [], ["run"], ["cycles"], ["runs"], ["report"], ["compare"], ["resume"], ["screen"],
+    ["worker"], ["status"], ["results"], ["build"], ["build", "li-lpsc"],
+    ["build", "li-lifsi-dme"], ["db"], ["db", "start"], ["mtp"], ["mtp", "grade"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "haml")
+def test_short_help_and_no_markup(command):
+    result = runner.invoke(app, [*command, "-h"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+    # flags carry no <bool> metavar; help text carries no RST/markdown literals
+    assert "<bool>" not in result.output
+    assert "``" not in result.output and "`" not in result.output
+
+
+def test_version():
+    from importlib.metadata import version
+
+    result = _haml("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"haml-flows {version('haml-flows')}"
+
+
+def test_commands_listed_in_the_order_a_user_meets_them():
+    result = runner.invoke(app, ["-h"])
+    listed = [line.split()[0] for line in result.output.split("Commands:")[1].splitlines()
+              if line.startswith("  ") and not line.startswith("   ")]
+    assert listed[:4] == ["run", "cycles", "runs", "report"]
+    assert listed.index("build") < listed.index("screen") < listed.index("worker")
+    assert listed[-2:] == ["db", "mtp"]
+
+
+def test_start_up_loads_no_database_or_science_library():
+    # what `haml --help` pays for: typer, rich and the command modules only
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, haml_flows.cli.main\n"
+        "heavy = [m for m in ('pymongo', 'pymatgen', 'maggma', 'jobflow', 'fireworks',"
+        " 'ase', 'numpy', 'scipy', 'pydantic', 'motep') if m in sys.modules]\n"
+        "print(','.join(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+
+
+# --- read-only commands never start a database ---------------------------------
+
+@pytest.mark.parametrize("command", [
+    ["cycles", "some-run"], ["runs"], ["status"], ["results", "--screen", "s"],
+    ["report", "some-run"], ["compare", "a", "b"], ["resume", "some-run"],
+])
+def test_read_only_commands_name_the_silent_address(command, tmp_path, unused_port):
+    from haml_flows.database.server import EmbeddedServer
+    from haml_flows.settings import HamlSettings
+
+    port = unused_port()
+    env = {"HAML_CONFIG_FILE": str(tmp_path / "none.yaml"), "HAML_DB_PORT": str(port),
+           "HAML_DB_DIR": str(tmp_path / "db"), "HAML_MONGODB_URI": ""}
+    result = _haml(*command, env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    out = " ".join((result.stdout + result.stderr).split())
+    assert f"no database answers at 127.0.0.1:{port}" in out
+    assert "haml db start" in out and "Traceback" not in out
+    server = EmbeddedServer(HamlSettings(DB_PORT=port, DB_DIR=tmp_path / "db",
+                                         MONGODB_URI=None))
+    assert server.running_pid() is None and not server.answering()
+
+
+# --- run --check ---------------------------------------------------------------
+
+def test_run_check_prints_the_plan_and_starts_nothing(tmp_path, unused_port):
+    port = unused_port()
+    env = {"HAML_CONFIG_FILE": str(tmp_path / "none.yaml"), "HAML_DB_PORT": str(port),
+           "HAML_DB_DIR": str(tmp_path / "db"), "HAML_MONGODB_URI": "", "COLUMNS": "200"}
+    result = _haml("run", str(DATA / "lj_small.yaml"), "--check", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    for row in ("system", "AIMD", "MTP", "MLP-MD", "audit", "stop", "run id"):
+        assert f" {row} " in out, row
+    assert "γ_break" in out and "nothing was started" in out
+    assert not (tmp_path / "haml_runs").exists() and not (tmp_path / "db").exists()
+
+
+def test_run_check_refuses_a_bad_spec(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text((DATA / "lj_small.yaml").read_text().replace("steps: 8", "steps: 0"))
+    result = runner.invoke(app, ["run", str(spec), "--check"])
+    assert result.exit_code == 2 and "reference.steps" in result.output
+
+
+# --- finding runs ----------------------------------------------------------------
+
+def test_runs_lists_and_filters_and_unknown_ids_get_a_suggestion(
+    haml_settings, monkeypatch, tmp_path
+):
+    from rich.console import Console
+
+    import haml_flows.cli._common as cli
+
+    monkeypatch.setattr(cli, "console", Console(width=250))
+    monkeypatch.setenv("HAML_DATABASE", haml_settings.DATABASE)
+    empty = runner.invoke(app, ["runs"])
+    assert empty.exit_code == 0 and "no runs stored" in empty.output
+    result = runner.invoke(app, ["run", str(DATA / "lj_small.yaml"), "--workdir",
+                                 str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    run_id = result.output.split("run ", 1)[1].split(":", 1)[0]
+
+    listing = runner.invoke(app, ["runs"])
+    assert listing.exit_code == 0, listing.output
+    line = next(line for line in listing.output.splitlines() if run_id in line)
+    cells = [c.strip() for c in line.split("│")[1:-1]]
+    assert cells[0] == run_id and cells[3].startswith("finished")
+    assert int(cells[4]) >= 1 and float(cells[5]) > 0
+    assert runner.invoke(app, ["runs", "--state", "unfinished"]).output.count(run_id) == 0
+    assert "none of the 1 stored runs match" in runner.invoke(
+        app, ["runs", "--name", "no-such-name"]).output
+
+    typo = run_id[:-1] + ("x" if run_id[-1] != "x" else "y")
+    for command in (["cycles", typo], ["resume", typo], ["report", typo]):
+        out = runner.invoke(app, command)
+        assert out.exit_code == 1, (command, out.output)
+        assert f"did you mean {run_id}" in " ".join(out.output.split()), command
+        assert "resuming" not in out.output
+
+    # the documents collection carries the run indexes without any screen
+    from haml_flows.database.stores import connect
+
+    keys = [list(ix["key"]) for ix in connect(haml_settings)[
+        haml_settings.DOCS_COLLECTION].list_indexes()]
+    assert ["output.doc_type", "output.run_id"] in keys and ["uuid", "index"] in keys
+    # trajectories and potentials: the GridFS bucket the docs name, keyed as they say
+    stored = connect(haml_settings)["outputs_data.files"].find_one()
+    assert {"blob_uuid", "job_uuid", "job_index"} <= set(stored["metadata"])

@@ -8,21 +8,22 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from haml_flows.database.server import DatabaseUnavailableError, ensure_database
-from haml_flows.database.stores import connect, make_job_store, make_launchpad
-from haml_flows.queries import cycle_docs, run_summary
-from haml_flows.schemas import CycleDoc
-from haml_flows.settings import HamlSettings, get_settings
+if TYPE_CHECKING:  # the database, schema and settings modules load only when a command runs
+    from haml_flows.schemas import CycleDoc
+    from haml_flows.settings import HamlSettings
 
 console = Console()
 if not console.is_terminal:
     console = Console(width=160)
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+"""Click context settings of every command: ``-h`` as well as ``--help``."""
 
 WORKDIR = typer.Option(Path("haml_runs"), help="Directory for the jobs' working folders.")
 """The ``--workdir`` option of the commands that run jobs here."""
@@ -69,11 +70,21 @@ def show_progress() -> None:
     progress.propagate = False
 
 
-def connect_store(settings: HamlSettings | None = None):
-    """The connected JobStore of the configured database (started if embedded)."""
+def connect_store(settings: HamlSettings | None = None, start: bool = False):
+    """The connected JobStore of the configured database.
+
+    Only the commands that run work (``haml run``, ``haml worker``, ``haml
+    screen``) pass ``start=True`` and so start the embedded server when it is
+    down; every other command leaves with a line naming the address that did
+    not answer.
+    """
+    from haml_flows.database.server import DatabaseUnavailableError, ensure_database
+    from haml_flows.database.stores import make_job_store
+    from haml_flows.settings import get_settings
+
     settings = get_settings(settings)
     try:
-        ensure_database(settings)
+        ensure_database(settings, start=start)
     except DatabaseUnavailableError as exc:
         fail(str(exc), code=2)
     store = make_job_store(settings)
@@ -91,10 +102,13 @@ class Clients:
     db: object
 
 
-def clients(settings: HamlSettings | None = None) -> Clients:
+def clients(settings: HamlSettings | None = None, start: bool = False) -> Clients:
     """Settings, JobStore, LaunchPad and pymongo database on the configured server."""
+    from haml_flows.database.stores import connect, make_launchpad
+    from haml_flows.settings import get_settings
+
     settings = get_settings(settings)
-    store = connect_store(settings)
+    store = connect_store(settings, start=start)
     return Clients(settings, store, make_launchpad(settings), connect(settings))
 
 
@@ -145,6 +159,8 @@ def _audit_cell(doc: CycleDoc) -> str:
 
 def show_run(store, run_id: str, hint: str = "") -> None:
     """A run's stored cycle table, and how it ended once it has."""
+    from haml_flows.queries import cycle_docs, run_summary
+
     show(cycle_table(cycle_docs(store, run_id), f"run {run_id}"))
     summary = run_summary(store, run_id)
     if summary is not None:

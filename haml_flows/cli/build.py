@@ -9,7 +9,8 @@ import typer
 from haml_flows.cli._common import fail, quiet_dependencies, show
 
 build_app = typer.Typer(
-    help="Build interface models: Li | Li6PS5Cl (doped) and Li | LiFSI + DME.",
+    rich_markup_mode=None,
+    help="Build Li | Li6PS5Cl (doped) and Li | LiFSI + DME models.",
     no_args_is_help=True,
     add_completion=False,
 )

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from haml_flows.database.server import (
-    EmbeddedServer,
-    ServerStartError,
-    ServerStatus,
-    mask_uri,
-)
-from haml_flows.settings import HamlSettings
+if TYPE_CHECKING:  # loaded by the commands, not at start-up
+    from haml_flows.database.server import EmbeddedServer, ServerStatus
 
 db_app = typer.Typer(
-    help="Start, stop and inspect the embedded database server (SecantusDB).",
+    rich_markup_mode=None,
+    help="The embedded database server: start, stop, status.",
     no_args_is_help=True,
 )
 
@@ -33,6 +29,9 @@ DirOption = Annotated[
 
 
 def _server(port: int | None, data_dir: Path | None) -> EmbeddedServer:
+    from haml_flows.database.server import EmbeddedServer
+    from haml_flows.settings import HamlSettings
+
     overrides: dict = {}
     if port is not None:
         overrides["DB_PORT"] = port
@@ -57,6 +56,8 @@ def _running_line(status: ServerStatus) -> str:
 
 
 def _note_external_uri(server: EmbeddedServer) -> None:
+    from haml_flows.database.server import mask_uri
+
     if not server.settings.uses_embedded_server:
         uri = mask_uri(server.settings.mongodb_uri)
         typer.echo(f"note: MONGODB_URI is set, so haml uses {uri}, not this server")
@@ -65,6 +66,8 @@ def _note_external_uri(server: EmbeddedServer) -> None:
 @db_app.command()
 def start(port: PortOption = None, data_dir: DirOption = None) -> None:
     """Start the embedded database server in the background (no-op if it runs)."""
+    from haml_flows.database.server import ServerStartError
+
     server = _server(port, data_dir)
     already = server.running_pid() is not None
     try:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from pymatgen.core import Element
 
 from haml_flows.files import write_atomic
 
 mtp_app = typer.Typer(
-    help="Moment Tensor Potentials: templates and extrapolation grades (MLIP files).",
+    rich_markup_mode=None,
+    help="MTP templates and extrapolation grades (MLIP files).",
     no_args_is_help=True,
 )
 
@@ -32,6 +32,8 @@ def template(
     output: Path = typer.Option(..., "-o", "--output", help="The .mtp file to write."),
 ) -> None:
     """Write an untrained MTP of any even level in MLIP's .mtp format."""
+    from pymatgen.core import Element
+
     from haml_flows.mtp.basis import untrained_mtp
     from haml_flows.mtp.grade import potential_text
 
@@ -58,10 +60,10 @@ def template(
 
 @mtp_app.command()
 def grade(
-    potential: Path = typer.Argument(..., help="Trained potential (.mtp)."),
-    training: Path = typer.Argument(..., help="Training set (.cfg) for the active set."),
-    inputs: Path = typer.Argument(..., help="Configurations to grade (.cfg)."),
-    output: Path = typer.Argument(..., help="Output .cfg with the MV_grade feature."),
+    potential: Path = typer.Argument(..., metavar="POTENTIAL", help="Trained potential (.mtp)."),
+    training: Path = typer.Argument(..., metavar="TRAINING", help="Training set (.cfg) for the active set."),
+    inputs: Path = typer.Argument(..., metavar="INPUTS", help="Configurations to grade (.cfg)."),
+    output: Path = typer.Argument(..., metavar="OUTPUT", help="Output .cfg with the MV_grade feature."),
     mode: str = typer.Option(
         "neighborhood", "--mode",
         help="neighborhood (site energies, MLIP's default) or configuration.",
@@ -72,8 +74,8 @@ def grade(
     The MaxVol active set of the training set over the derivatives of the
     energies with respect to all MTP parameters (moment, species and radial
     coefficients), chosen by MLIP's procedure; MV_grade is the largest
-    coefficient of a configuration's rows against it. With an ``mlp``
-    command configured (HAML_MLP_CMD) MLIP's own ``mlp calc-grade`` computes
+    coefficient of a configuration's rows against it. With an mlp
+    command configured (HAML_MLP_CMD) MLIP's own mlp calc-grade computes
     the grades instead (neighbourhood mode).
     """
     from haml_flows.engines.commands import MLP

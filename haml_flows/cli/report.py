@@ -20,12 +20,20 @@ from rich.table import Table
 
 from haml_flows.cli._common import connect_store, fail, quiet_dependencies, show
 
-def _stored_runs(analysis, *args):
-    """``analysis(store, *args)`` on the configured database; exit 1 for an unknown run."""
+def _stored_runs(analysis, run_ids, *args):
+    """``analysis(store, run_ids, *args)`` on the configured database.
+
+    An unknown run id leaves with exit 1 and the closest stored ids.
+    """
+    from haml_flows.queries import run_doc, unknown_run_message
+
     store = connect_store()
+    for run_id in [run_ids] if isinstance(run_ids, str) else run_ids:
+        if run_doc(store, run_id) is None:
+            fail(unknown_run_message(store, run_id), code=1)
     try:
         with quiet_dependencies():
-            return analysis(store, *args)
+            return analysis(store, run_ids, *args)
     except KeyError as exc:
         show(f"[red]{exc.args[0]}[/red]")
         raise typer.Exit(code=1) from None
@@ -45,7 +53,7 @@ def _options(pairs: list[str] | None, times: list[float] | None, max_samples: in
 
 
 def report_command(
-    run_id: str = typer.Argument(..., help="Run id printed by 'haml run'."),
+    run_id: str = typer.Argument(..., metavar="RUN_ID", help="Run id printed by 'haml run'."),
     output: Path = typer.Option(
         None, "--output", "-o", help="Directory for the report (default report-RUN_ID)."
     ),
@@ -59,7 +67,7 @@ def report_command(
         400, help="Frames (spread in time) on which bonds and products are counted."
     ),
 ) -> None:
-    """Write PNG figures, index.html and summary.json for a stored run."""
+    """Figures, index.html and summary.json of a stored run."""
     from haml_flows.analysis.report import build_report, summary_rows
 
     out = output or Path(f"report-{run_id}")
@@ -75,7 +83,7 @@ def report_command(
 
 
 def compare_command(
-    run_ids: list[str] = typer.Argument(..., help="Run ids to put side by side."),
+    run_ids: list[str] = typer.Argument(..., metavar="RUN_ID...", help="Run ids to put side by side."),
     output: Path = typer.Option(
         Path("compare"), "--output", "-o", help="Directory for compare.png and compare.json."
     ),
@@ -83,7 +91,7 @@ def compare_command(
         400, help="Frames (spread in time) on which bonds are counted."
     ),
 ) -> None:
-    """Side by side: similarity, bond-count changes, products and cost."""
+    """Runs side by side: similarity, bonds, products, cost."""
     from haml_flows.analysis.report import compare_runs
 
     table_data = _stored_runs(compare_runs, run_ids, output, _options(None, None, max_samples))
@@ -109,7 +117,7 @@ def compare_command(
     show(f"wrote {output / 'compare.png'} and {output / 'compare.json'}")
 
 
-report_app = typer.Typer(help="Reports from stored HAML runs.", no_args_is_help=True,
+report_app = typer.Typer(rich_markup_mode=None, help="Reports from stored HAML runs.", no_args_is_help=True,
                          add_completion=False)
 report_app.command("report")(report_command)
 report_app.command("compare")(compare_command)

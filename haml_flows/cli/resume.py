@@ -15,17 +15,13 @@ from haml_flows.cli._common import (
     show_progress,
     show_run,
 )
-from haml_flows.database.retry import DatabaseUnavailableError
-from haml_flows.database.stores import make_launchpad
-from haml_flows.queries import cycle_docs
-from haml_flows.settings import get_settings
 
 # FireWorks' own default for `lpad detect_lostruns --time` (fw_config.RUN_EXPIRATION_SECS)
 _FIREWORKS_LOST_AFTER = 4 * 3600
 
 
 def resume_command(
-    run_id: str = typer.Argument(..., help="Run id printed by 'haml run'."),
+    run_id: str = typer.Argument(..., metavar="RUN_ID", help="Run id printed by 'haml run'."),
     lost_after: float = typer.Option(
         _FIREWORKS_LOST_AFTER,
         "--lost-after",
@@ -38,20 +34,34 @@ def resume_command(
         "--unlock",
         help="FireWorks runs: release the workflow lock a worker killed while "
         "FireWorks updated the workflow left behind (only when no worker of the "
-        "run is alive; as `lpad admin unlock`).",
+        "run is alive; as lpad admin unlock does).",
     ),
     workdir: Path = WORKDIR,
 ) -> None:
-    """Continue a run from its last completed stage (FireWorks) or cycle (local)."""
+    """Continue a run from its last stored stage or cycle.
+
+    FireWorks runs continue from their last completed stage, local runs from
+    their last stored cycle.
+    """
+    from haml_flows.database.retry import DatabaseUnavailableError
+    from haml_flows.database.stores import make_launchpad
+    from haml_flows.queries import cycle_docs, run_doc, unknown_run_message
     from haml_flows.runner import (
         ResumeError,
         launch_run_fireworks,
         recover_fireworks,
         resume_locally,
+        unfinished_reason,
     )
+    from haml_flows.settings import get_settings
 
     settings = get_settings()
     store = connect_store(settings)
+    # known: its optimization stored the run document, or its Fireworks wait
+    if run_doc(store, run_id) is None and not make_launchpad(settings).fireworks.find_one(
+        {"spec.haml_run_id": run_id}, {"_id": 1}
+    ):
+        fail(unknown_run_message(store, run_id), code=1)
     show_progress()
     run_dir = workdir.resolve() / run_id
     try:
@@ -62,15 +72,22 @@ def resume_command(
                 show(
                     f"resuming {run_id} on FireWorks: {report.cycles_done} cycles stored, "
                     f"lost Fireworks rerun: {report.lost_fireworks or 'none'}, "
+                    f"stale reservations released: {report.unreserved_fireworks or 'none'}, "
                     f"fizzled rerun: {report.rerun_fireworks or 'none'}"
                 )
                 launch_run_fireworks(run_id, launchpad, run_dir)
+                left = unfinished_reason(store, launchpad, run_id)
             else:
                 show(f"resuming {run_id} locally after cycle {len(cycle_docs(store, run_id))}")
                 resume_locally(run_id, store, run_dir)
+                left = None
     except ResumeError as exc:
         show(f"[red]cannot resume:[/red] {exc}")
         raise typer.Exit(code=1) from None
     except DatabaseUnavailableError as exc:
         fail(str(exc), code=3)
     show_run(store, run_id)
+    if left:
+        fail(f"{left}; a worker of this run may still hold them (haml runs, lpad get_fws "
+             f"-q '{{\"spec.haml_run_id\": \"{run_id}\"}}'), or rerun with --lost-after 0",
+             code=1)

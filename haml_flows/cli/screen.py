@@ -20,7 +20,7 @@ from rich.table import Table
 
 from haml_flows.cli import _common
 from haml_flows.cli._common import clients, fail, quiet_dependencies, show
-from haml_flows.screening.ranking import RANK_KEYS
+from haml_flows.screening.rank_keys import RANK_KEYS
 
 RankKey = Enum("RankKey", {k: k for k in RANK_KEYS}, type=str)
 
@@ -36,12 +36,12 @@ def _label(dopant, concentration) -> str:
 
 
 def screen_command(
-    spec: Path = typer.Argument(..., help="Screen file (YAML, top-level key 'screen')."),
+    spec: Path = typer.Argument(..., metavar="SCREEN", help="Screen file (YAML, top-level key 'screen')."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Expand, validate and build; submit nothing."
     ),
 ) -> None:
-    """Submit a screen: one HAML workflow per dopant x concentration x seed.
+    """Submit a screen: a workflow per dopant, concentration, seed.
 
     Candidates already submitted (same screen, same resolved spec) are skipped,
     so submitting again after editing the screen adds only the new ones.
@@ -69,7 +69,7 @@ def screen_command(
             if dry_run:
                 prepared = prepare_candidates(plan, progress=advance)
             else:
-                on = clients()
+                on = clients(start=True)
                 report = submit_screen(
                     spec, on.store, on.launchpad, on.db, on.settings.DOCS_COLLECTION,
                     advance, plan,
@@ -102,7 +102,7 @@ def screen_command(
 def status_command(
     screen: str = typer.Option(None, "--screen", help="Screen name; default: all screens."),
 ) -> None:
-    """Workflows by state, cycles and simulated ps per candidate, failures."""
+    """A screen's workflows: state, cycles and ps per candidate."""
     from haml_flows.screening.status import screen_names, screen_status
 
     on = clients()
@@ -142,7 +142,7 @@ def results_command(
     csv: Path = typer.Option(None, "--csv", help="Write the ranked table as CSV."),
     json_path: Path = typer.Option(None, "--json", help="Write the ranked table as JSON."),
 ) -> None:
-    """Rank a screen's candidates by similarity, bond changes, cost or speed-up."""
+    """Rank a screen's candidates: similarity, bonds, cost, speed-up."""
     from haml_flows.screening.ranking import candidate_rows, export, rank_rows
 
     for path, suffix in ((csv, ".csv"), (json_path, ".json")):
@@ -199,9 +199,9 @@ def worker_command(
     max_loops: int = typer.Option(-1, help="Quit after this many idle polls (-1 = never)."),
     timeout: int = typer.Option(None, help="Quit after this many seconds."),
 ) -> None:
-    """Run jobs from the LaunchPad here: FireWorks' rapidfire, like `rlaunch rapidfire`.
+    """Run LaunchPad jobs here, as rlaunch rapidfire does.
 
-    The same as `rlaunch -l LAUNCHPAD -w FWORKER rapidfire`, on a LaunchPad whose
+    The same as rlaunch -l LAUNCHPAD -w FWORKER rapidfire, on a LaunchPad whose
     id counters stay unique when several workers use the embedded database at
     once (haml_flows.database.launchpad). Use it in my_qadapter.yaml's
     rocket_launch on clusters that use the embedded server.
@@ -217,7 +217,7 @@ def worker_command(
     if launchpad_file is not None:
         launchpad = AtomicIdLaunchPad.from_file(str(launchpad_file))
     else:
-        launchpad = clients().launchpad
+        launchpad = clients(start=True).launchpad
     if fworker_file:
         worker = FWorker.from_file(str(fworker_file))
     else:  # engine commands from FireWorks' default worker file, as rlaunch reads them
@@ -227,11 +227,17 @@ def worker_command(
         query = json.loads(d["query"]) if isinstance(d["query"], str) else dict(d["query"])
         query["spec.haml_screen"] = screen
         worker = FWorker(name=d["name"], category=d["category"], query=query, env=d["env"])
-    rapidfire(
-        launchpad,
-        fworker=worker,
-        nlaunches=nlaunches,
-        max_loops=max_loops,
-        sleep_time=sleep,
-        timeout=timeout,
-    )
+    from haml_flows.database.retry import DatabaseUnavailableError
+
+    try:
+        rapidfire(
+            launchpad,
+            fworker=worker,
+            nlaunches=nlaunches,
+            max_loops=max_loops,
+            sleep_time=sleep,
+            timeout=timeout,
+        )
+    except DatabaseUnavailableError as exc:
+        fail(f"{exc} A screen continues with: haml resume RUN_ID per unfinished run "
+             "(haml status lists them), then haml worker.", code=3)

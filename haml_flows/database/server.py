@@ -96,19 +96,29 @@ def is_answering(uri: str, timeout_ms: int = 1000, **client_kwargs) -> bool:
     return True
 
 
-def ensure_database(settings: HamlSettings | None = None) -> str:
+def ensure_database(settings: HamlSettings | None = None, start: bool = True) -> str:
     """Return the database URI, starting the embedded server if it is needed.
+
+    With ``start=False`` (the commands that only read) a stopped embedded
+    server is not started: the error names its address instead.
 
     Raises
     ------
     DatabaseUnavailableError
-        When an external MongoDB (``MONGODB_URI``) does not answer.
+        When an external MongoDB (``MONGODB_URI``) does not answer, or the
+        embedded server is down and ``start`` is false.
     """
     settings = get_settings(settings)
     uri = settings.mongodb_uri
     if settings.uses_embedded_server:
         server = EmbeddedServer(settings)
         if not server.answering():
+            if not start:
+                raise DatabaseUnavailableError(
+                    f"no database answers at {server.address} (the embedded server: "
+                    f"HAML_DB_HOST, HAML_DB_PORT, data in {settings.DB_DIR}); start it "
+                    "with `haml db start`, or set HAML_MONGODB_URI to your MongoDB"
+                )
             server.start()
         check_credentials(settings)
         return uri

@@ -143,6 +143,21 @@ class SettingsGridFSStore(_SettingsConnection, GridFSStore):
             self._chunks_collection = db[f"{self.collection_name}.chunks"]
 
 
+#: on the jobflow documents collection (settings.DOCS_COLLECTION): the run
+#: queries (haml cycles, runs, report, status), and (uuid, index), the key the
+#: JobStore upserts every job output on; without them each stored output and
+#: each run query scans the whole collection.
+OUTPUT_INDEXES = [
+    [("output.doc_type", 1), ("output.run_id", 1)],
+    [("uuid", 1), ("index", 1)],
+]
+
+
+def ensure_output_indexes(db, docs_collection: str) -> list[str]:
+    """Create the run indexes on the documents collection; return their names."""
+    return [db[docs_collection].create_index(keys) for keys in OUTPUT_INDEXES]
+
+
 def make_job_store(settings: HamlSettings | None = None) -> JobStore:
     """Return a JobStore: documents in MongoDB, large data in the GridFS ``data`` store.
 

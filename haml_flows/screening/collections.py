@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pymongo import ASCENDING
 
+from haml_flows.database.stores import ensure_output_indexes
+
 CANDIDATES = "haml_screen_candidates"
 RESULTS = "haml_screen_results"
 
@@ -30,21 +32,12 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
         [("spec.haml_run_id", ASCENDING)],
     ],
 }
-#: on the jobflow documents collection (settings.DOCS_COLLECTION): the screen
-#: queries, and (uuid, index), the key every job output is upserted on by the
-#: JobStore; without it each stored output scans the whole collection.
-OUTPUT_INDEXES = [
-    [("output.doc_type", ASCENDING), ("output.run_id", ASCENDING)],
-    [("uuid", ASCENDING), ("index", ASCENDING)],
-]
 
 
 def ensure_indexes(db, docs_collection: str) -> list[str]:
-    """Create the screen indexes (a no-op when they exist); return their names."""
+    """Create the screen indexes and the run indexes (a no-op when they exist)."""
     names = []
     for collection, indexes in INDEXES.items():
         for keys in indexes:
             names.append(db[collection].create_index(keys))
-    for keys in OUTPUT_INDEXES:
-        names.append(db[docs_collection].create_index(keys))
-    return names
+    return names + ensure_output_indexes(db, docs_collection)

@@ -39,16 +39,10 @@ from haml_flows.analysis.bonds import bond_counts
 from haml_flows.analysis.similarity import structure_similarity
 from haml_flows.files import write_atomic
 from haml_flows.screening.collections import RESULTS
+from haml_flows.screening.rank_keys import RANK_KEYS
 from haml_flows.screening.schemas import CandidateResultDoc, CandidateRow
 from haml_flows.screening.status import screen_status
 
-#: rank key -> (row field, True when larger is better)
-RANK_KEYS: dict[str, tuple[str, bool]] = {
-    "similarity": ("similarity", True),
-    "bonds": ("bond_change_total", False),
-    "cost": ("haml_cpu_h_per_ps", False),
-    "speedup": ("speedup", True),
-}
 
 
 class RankKeyError(ValueError):
