@@ -1,4 +1,5 @@
-"""The FireWorks LaunchPad: ids that stay unique under concurrent workers, first use.
+"""The FireWorks LaunchPad: ids that stay unique under concurrent workers,
+database outages ridden out, first use.
 
 FireWorks hands out Firework and launch ids with
 ``find_one_and_update({}, {"$inc": ...})`` and reads the counter from the
@@ -12,6 +13,15 @@ duplicate Firework ids overwrite Fireworks, so a job is lost. The
 (600 distinct), so this LaunchPad reads the counter from it: the id range is
 ``after - quantity .. after - 1``. On a real MongoDB both forms are atomic
 and this class behaves exactly like FireWorks' own.
+
+FireWorks' own bookkeeping (checking a Firework out, refreshing the
+workflow after a job, pinging a launch) talks to its collections directly,
+so a database restart between two Fireworks used to kill a worker with a
+pymongo traceback. Here every call on the LaunchPad's collections goes
+through the job store's retry policy (``HAML_DB_RETRY_SECONDS``, see
+``haml_flows.database.retry``): an outage inside it is ridden out, a longer
+one ends in one :class:`DatabaseUnavailableError` that names the address and
+``haml resume``.
 """
 
 from __future__ import annotations
@@ -19,9 +29,121 @@ from __future__ import annotations
 from fireworks import Firework, LaunchPad, Workflow
 from pymongo import ReturnDocument
 
+from haml_flows.database.retry import RetryPolicy, call_with_retry
+
+#: collection methods that go to the server (``find`` returns a cursor, below)
+_SERVER_CALLS = frozenset({
+    "aggregate", "bulk_write", "count_documents", "create_index", "delete_many",
+    "delete_one", "distinct", "drop", "estimated_document_count", "find_one",
+    "find_one_and_delete", "find_one_and_replace", "find_one_and_update", "index_information",
+    "insert_many", "insert_one", "replace_one", "update_many", "update_one",
+})
+#: cursor methods that only shape the query (recorded, replayed on each try)
+_CURSOR_SHAPES = frozenset({"sort", "limit", "skip", "batch_size", "hint", "max_time_ms"})
+
+
+class _Retrying:
+    """Where a LaunchPad's calls go on retry: the policy and the printable address."""
+
+    def __init__(self, policy: RetryPolicy, address: str) -> None:
+        self.policy = policy
+        self.address = address
+
+    def __call__(self, call, what: str):
+        return call_with_retry(call, self.policy, what, self.address)
+
+
+class RetryingCollection:
+    """A pymongo collection whose server calls retry through a database outage."""
+
+    def __init__(self, collection, retrying: _Retrying) -> None:
+        self._collection = collection
+        self._retrying = retrying
+
+    @property
+    def name(self) -> str:
+        return self._collection.name
+
+    def find(self, *args, **kwargs) -> RetryingCursor:
+        return RetryingCursor(self, args, kwargs)
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._collection, name)
+        if name not in _SERVER_CALLS:
+            return attr
+        what = f"FireWorks' LaunchPad called {name} on {self._collection.name}"
+
+        def call(*args, **kwargs):
+            result = self._retrying(lambda: attr(*args, **kwargs), what)
+            # a command cursor (aggregate) is read whole within the retry
+            return list(result) if name == "aggregate" else result
+
+        return call
+
+
+class RetryingCursor:
+    """``find`` on a :class:`RetryingCollection`: read whole, retried as one call."""
+
+    def __init__(self, collection: RetryingCollection, args, kwargs) -> None:
+        self._collection = collection
+        self._find = (args, kwargs)
+        self._shapes: list[tuple[str, tuple, dict]] = []
+        self._docs: list | None = None
+
+    def __getattr__(self, name: str):
+        if name not in _CURSOR_SHAPES:
+            raise AttributeError(f"{name!r}: not a cursor method the LaunchPad retries")
+
+        def shape(*args, **kwargs):
+            self._shapes.append((name, args, kwargs))
+            return self
+
+        return shape
+
+    def _read(self) -> list:
+        if self._docs is None:
+            def read():
+                cursor = self._collection._collection.find(*self._find[0], **self._find[1])
+                for name, args, kwargs in self._shapes:
+                    cursor = getattr(cursor, name)(*args, **kwargs)
+                return list(cursor)
+
+            self._docs = self._collection._retrying(
+                read, f"FireWorks' LaunchPad read {self._collection.name}"
+            )
+        return self._docs
+
+    def __iter__(self):
+        return iter(self._read())
+
+    def __getitem__(self, index):
+        return self._read()[index]
+
+    def __len__(self) -> int:
+        return len(self._read())
+
+    def distinct(self, key: str) -> list:
+        return list(dict.fromkeys(d[key] for d in self._read() if key in d))
+
 
 class AtomicIdLaunchPad(LaunchPad):
-    """LaunchPad reading its id counters from post-images (see the module docstring)."""
+    """LaunchPad reading its id counters from post-images, riding out outages.
+
+    See the module docstring for both.
+    """
+
+    _COLLECTIONS = ("fireworks", "launches", "offline_runs", "fw_id_assigner", "workflows")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        from haml_flows.database.server import mask_uri
+        from haml_flows.settings import get_settings
+
+        retrying = _Retrying(
+            RetryPolicy.from_settings(get_settings()), mask_uri(str(self.host))
+        )
+        for name in self._COLLECTIONS:
+            setattr(self, name, RetryingCollection(getattr(self, name), retrying))
 
     def _next(self, field: str, quantity: int) -> int:
         doc = self.fw_id_assigner.find_one_and_update(
