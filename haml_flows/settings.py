@@ -70,6 +70,9 @@ class HamlSettings(BaseSettings):
         description="Start the embedded server with --auth (SCRAM-SHA-256); "
         "clients then need MONGODB_USERNAME and MONGODB_PASSWORD.",
     )
+    PROGRESS_SECONDS: float = Field(
+        10.0, gt=0, description="Seconds between progress lines of a running stage."
+    )
     DB_RETRY_SECONDS: float = Field(
         300.0,
         ge=0,

@@ -57,17 +57,54 @@ def quiet_dependencies(*categories: type[Warning]) -> Iterator[None]:
 
 
 class _ConsoleHandler(logging.Handler):
+    """Progress lines on the console: as they are on a terminal, timestamped otherwise."""
+
     def emit(self, record: logging.LogRecord) -> None:
-        show(self.format(record), highlight=False)
+        text = self.format(record)
+        if not console.is_terminal:
+            text = f"{self.formatter.formatTime(record, '%Y-%m-%d %H:%M:%S')} {text}"
+        show(text, highlight=False, soft_wrap=True)
 
 
-def show_progress() -> None:
-    """Cycle lines (logger ``haml_flows.progress``) on the console."""
+LOG_FILE = "haml.log"
+"""The run's log file, kept in its working folder: every progress line, timestamped."""
+
+
+def show_progress(log_dir: Path | None = None, limits: tuple[int, float] | None = None
+                  ) -> Path | None:
+    """Cycle and stage lines (logger ``haml_flows.progress``) on the console.
+
+    With ``log_dir`` the same lines also go, timestamped, to ``log_dir/haml.log``
+    (appended to, so a resumed run continues its log); returns that path.
+    ``limits`` (max cycles, total ps) of the one run this process follows adds
+    its place and an estimate of the time left to each cycle line.
+    """
+    from haml_flows.progress import RunEstimate
+
     progress = logging.getLogger("haml_flows.progress")
+    for old in [f for f in progress.filters if isinstance(f, RunEstimate)]:
+        progress.removeFilter(old)
+    if limits is not None:
+        progress.addFilter(RunEstimate(*limits))
     if not any(isinstance(h, _ConsoleHandler) for h in progress.handlers):
-        progress.addHandler(_ConsoleHandler())
+        handler = _ConsoleHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        progress.addHandler(handler)
     progress.setLevel(logging.INFO)
     progress.propagate = False
+    if log_dir is None:
+        return None
+    path = (log_dir / LOG_FILE).resolve()
+    for handler in progress.handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) != path:
+            progress.removeHandler(handler)
+            handler.close()
+    if not any(isinstance(h, logging.FileHandler) for h in progress.handlers):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        progress.addHandler(handler)
+    return path
 
 
 def connect_store(settings: HamlSettings | None = None, start: bool = False):

@@ -152,12 +152,13 @@ def _run_prepared(prepared, fireworks: bool, workdir: Path) -> None:
     settings = get_settings()
     store = connect_store(settings, start=True)
     ensure_output_indexes(connect(settings), settings.DOCS_COLLECTION)
-    show_progress()
     run_dir = workdir.resolve() / prepared.run_id
+    stop = prepared.spec.stop
+    log = show_progress(run_dir, (stop.max_cycles, stop.total_time_ps))
     show(
         f"run {prepared.run_id}: {prepared.structure.composition.reduced_formula}, "
         f"{len(prepared.structure)} atoms, up to {prepared.spec.stop.max_cycles} cycles"
-        f" or {prepared.spec.stop.total_time_ps} ps; working in {run_dir}"
+        f" or {prepared.spec.stop.total_time_ps} ps; working in {run_dir}, log {log.name}"
     )
     left = None
     try:

@@ -62,8 +62,8 @@ def resume_command(
         {"spec.haml_run_id": run_id}, {"_id": 1}
     ):
         fail(unknown_run_message(store, run_id), code=1)
-    show_progress()
     run_dir = workdir.resolve() / run_id
+    show_progress(run_dir)
     try:
         with quiet_dependencies():
             launchpad = make_launchpad(settings)

@@ -229,6 +229,8 @@ def worker_command(
         worker = FWorker(name=d["name"], category=d["category"], query=query, env=d["env"])
     from haml_flows.database.retry import DatabaseUnavailableError
 
+    log = _common.show_progress(Path.cwd())
+    show(f"worker {worker.name}: stage and cycle lines here and in {log}")
     try:
         rapidfire(
             launchpad,

@@ -29,6 +29,7 @@ from haml_flows.faults.collapse import CollapseGuard
 from haml_flows.mtp.frames import cfg_to_frames
 from haml_flows.engines.selection import SelectedFrames
 from haml_flows.mtp.grade import ActiveSet, GradeError, candidate_active_set, mtp_calculator
+from haml_flows.progress import StageProgress, current_stage
 from haml_flows.schemas import ActiveSetDoc, MlpMdDoc
 from haml_flows.spec import ACTIVE_SET_FRAMES, MlpMdSpec
 
@@ -152,7 +153,10 @@ class MlpMdMaker(Maker):
             seen_evaluations = 0
             stop_reason = "max_steps"
             step = 0
+            progress = StageProgress(current_stage("MLP-MD"), md.max_steps)
             for step, _ in enumerate(dynamics.irun(steps=md.max_steps)):
+                progress.update(step, force=step == 0, γ=f"{calc.last_gamma:.3g}",
+                                T=f"{atoms.get_temperature():.0f} K")
                 collapse = guard.check(step)
                 if collapse:
                     stop_reason = "collapse"
@@ -167,6 +171,8 @@ class MlpMdMaker(Maker):
                 if broke:
                     stop_reason = "gamma_break"
                     break
+            progress.update(step, final=True, γ=f"{calc.last_gamma:.3g}",
+                            T=f"{atoms.get_temperature():.0f} K", stop=stop_reason)
             if collapse:
                 step = guard.rolled_back_to
                 saved = [s for s in saved if s[1]["step"] < step] + [record(step)]

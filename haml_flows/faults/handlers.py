@@ -43,6 +43,7 @@ from pymatgen.core.trajectory import Trajectory
 
 from haml_flows.engines.frames import structure_with_velocities
 from haml_flows.files import write_atomic
+from haml_flows.progress import StageProgress, count_calculations, current_stage
 from haml_flows.schemas import FaultCorrection
 
 SETTINGS_FILE = "aimd_settings.json"
@@ -112,8 +113,11 @@ class AimdSegmentJob(Job):
                 "trajectory": str(directory / TRAJECTORY_FILE),
             },
         )
+        progress = StageProgress(current_stage("AIMD"), settings["n_steps"])
+        maker._calculator = count_calculations(maker.calculator, progress)
         try:
             self.result = maker.run_ase(start)
+            progress.update(settings["n_steps"], final=True)
         except Exception as exc:  # noqa: BLE001 - every failure goes to the handlers
             self.result = None
             _write_json(

@@ -159,6 +159,7 @@ def record_cycle(
         doc.mlpmd_cost.wall_seconds,
         audited,
         doc.cumulative_ps,
+        extra={"haml_cycle": doc.cycle, "haml_ps": doc.cumulative_ps},
     )
     faults = [("AIMD", c) for c in doc.aimd_corrections]
     faults += [("training", doc.training_fallback)] if doc.training_fallback else []

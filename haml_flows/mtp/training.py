@@ -35,6 +35,7 @@ from haml_flows.mtp.basis import untrained_mtp
 from haml_flows.mtp.frames import frame_species
 from haml_flows.mtp.grade import load_potential, potential_text
 from haml_flows.mtp.sampling import evenly_spaced, recent_and_spread
+from haml_flows.progress import StageProgress, current_stage
 from haml_flows.spec import MtpSpec
 
 MIN_DIST_MARGIN = 0.9
@@ -335,9 +336,14 @@ def train_mtp(
         contextlib.chdir(tmp),
         _quiet(),
     ):
-        for images, steps in stages:
+        progress = StageProgress(current_stage("MTP training"), len(stages), unit="stage")
+        for done, (images, steps) in enumerate(stages):
+            what = "linear" if steps[0] is LINEAR_STEP else (
+                f"L-BFGS, {radial_iterations} iterations")
+            progress.update(done, force=True, fit=f"{what} on {len(images)} frames")
             trainer = Trainer(data, rng=rng, engine="cext", loss=loss, steps=steps)
             trainer.train([copy.copy(atoms) for atoms in images])
+        progress.update(len(stages), final=True)
     data.optimized = ["species_coeffs", "moment_coeffs", "radial_coeffs"]
     return scored(potential_text(data), split, start)
 
