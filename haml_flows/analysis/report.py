@@ -348,6 +348,30 @@ def analyze_frames(
     )
 
 
+def check_options(options: AnalysisOptions | None, run, total_ps: float) -> None:
+    """Refuse RDF pairs of elements the run does not hold and times outside it.
+
+    An RDF of an absent pair would be drawn empty, and a time past the end
+    silently moved to the last frame; both are refused with what the run has.
+    """
+    if options is None:
+        return
+    if options.rdf_pairs and run is not None:
+        species = {el.symbol for el in run.structure.composition.elements}
+        absent = [f"{a}-{b}" for a, b in options.rdf_pairs if not {a, b} <= species]
+        if absent:
+            raise ValueError(
+                f"RDF pair {', '.join(absent)}: not in run {run.run_id} "
+                f"({run.formula}; elements {', '.join(sorted(species))})"
+            )
+    outside = [t for t in options.rdf_times_ps or [] if not 0.0 <= t <= total_ps + 1e-9]
+    if outside:
+        raise ValueError(
+            f"RDF time {', '.join(f'{t:g}' for t in outside)} ps: outside the run "
+            f"(0 to {total_ps:.3f} ps)"
+        )
+
+
 def analyze_run(store, run_id: str, options: AnalysisOptions | None = None) -> RunAnalysis:
     """Stream a stored run once and add its cost and cycle timing."""
     from haml_flows.queries import cycle_docs, run_doc
@@ -356,6 +380,7 @@ def analyze_run(store, run_id: str, options: AnalysisOptions | None = None) -> R
     if not docs:
         raise KeyError(f"no cycles stored for run {run_id!r}")
     run = run_doc(store, run_id)
+    check_options(options, run, docs[-1].cumulative_ps)
     segs = segments(store, run_id, docs)
     result = analyze_frames(
         run_timeline(store, run_id, segment_list=segs), options, docs[-1].cumulative_fs

@@ -17,9 +17,12 @@ build_app = typer.Typer(
 
 
 def _write(structure, output: Path | None) -> None:
-    if output is not None:
-        structure.to(filename=str(output))
-        show(f"wrote {output}")
+    if output is None:
+        show(f"built {structure.composition.reduced_formula}, {len(structure)} atoms; "
+             "nothing written (give -o FILE, e.g. -o interface.cif)")
+        return
+    structure.to(filename=str(output))
+    show(f"wrote {output.resolve()}")
 
 
 @build_app.command("li-lpsc")

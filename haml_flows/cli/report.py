@@ -37,6 +37,8 @@ def _stored_runs(analysis, run_ids, *args):
     except KeyError as exc:
         show(f"[red]{exc.args[0]}[/red]")
         raise typer.Exit(code=1) from None
+    except ValueError as exc:
+        fail(str(exc), code=2)
 
 
 def _options(pairs: list[str] | None, times: list[float] | None, max_samples: int):
@@ -71,6 +73,8 @@ def report_command(
     from haml_flows.analysis.report import build_report, summary_rows
 
     out = output or Path(f"report-{run_id}")
+    if out.exists() and not out.is_dir():
+        fail(f"--output {out}: a file is there; give a directory for the report", code=2)
     summary = _stored_runs(build_report, run_id, out, _options(rdf_pair, rdf_time, max_samples))
     table = Table(title=f"report {run_id}")
     table.add_column("quantity")
@@ -93,6 +97,9 @@ def compare_command(
 ) -> None:
     """Runs side by side: similarity, bonds, products, cost."""
     from haml_flows.analysis.report import compare_runs
+
+    if output.exists() and not output.is_dir():
+        fail(f"--output {output}: a file is there; give a directory", code=2)
 
     table_data = _stored_runs(compare_runs, run_ids, output, _options(None, None, max_samples))
     table = Table(title="comparison", caption="similarity: 1 = unchanged interface")

@@ -93,7 +93,7 @@ def test_report_of_a_real_run(job_store, haml_settings, tmp_path, monkeypatch):
     from haml_flows.analysis.report import AnalysisOptions
 
     result = analyze_run(
-        job_store, run_id, AnalysisOptions(rdf_pairs=[("P", "S")], rdf_times_ps=[0.0, 0.03])
+        job_store, run_id, AnalysisOptions(rdf_pairs=[("P", "S")], rdf_times_ps=[0.0, 0.015])
     )
     assert result.rdf.pairs == ["P-S"]
     peaks = [fr.first_peak["P-S"] for fr in result.rdf.frames]
@@ -123,3 +123,18 @@ def test_report_of_a_real_run(job_store, haml_settings, tmp_path, monkeypatch):
     assert "similarity" in res.output and (tmp_path / "c2" / "compare.png").exists()
     res = runner.invoke(cli.report_app, ["report", "no-such-run", "-o", str(tmp_path / "x")])
     assert res.exit_code == 1
+
+    # arguments that cannot apply are refused with what the run has, not drawn empty
+    res = runner.invoke(cli.report_app, ["report", run_id, "-o", str(tmp_path / "y"),
+                                         "--rdf-pair", "Li-Se"])
+    assert res.exit_code == 2, res.output
+    assert "RDF pair Li-Se: not in run" in " ".join(res.output.split())
+    res = runner.invoke(cli.report_app, ["report", run_id, "-o", str(tmp_path / "y"),
+                                         "--rdf-time", "999"])
+    assert res.exit_code == 2 and "RDF time 999 ps: outside the run" in " ".join(
+        res.output.split())
+    existing = tmp_path / "a_file.txt"
+    existing.write_text("keep me")
+    res = runner.invoke(cli.report_app, ["report", run_id, "-o", str(existing)])
+    assert res.exit_code == 2 and "a file is there" in res.output
+    assert existing.read_text() == "keep me" and "Traceback" not in res.output

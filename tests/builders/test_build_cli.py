@@ -91,3 +91,14 @@ def test_packmol_failure_says_what_was_asked_and_what_to_change():
         "use a larger li_supercell"
     )
     assert "STOP" not in result.stdout + result.stderr
+
+
+def test_without_output_it_says_that_nothing_was_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(build_app, ["li-lpsc", "--atoms", "112"])
+    assert result.exit_code == 0, result.output
+    assert "nothing written (give -o FILE" in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []
+    out = tmp_path / "x.cif"
+    result = runner.invoke(build_app, ["li-lpsc", "--atoms", "112", "-o", str(out)])
+    assert f"wrote {out.resolve()}" in " ".join(result.output.split())
