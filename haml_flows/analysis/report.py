@@ -47,6 +47,31 @@ FIGURES = {
     "msd": "msd.png",
     "similarity": "similarity.png",
     "audit": "audit.png",
+    "gamma": "gamma.png",
+    "learning_curve": "learning_curve.png",
+}
+
+#: what each figure shows, for the HTML page's captions
+CAPTIONS = {
+    "temperature": "Temperature of every stored frame over simulated time (AIMD orange, "
+    "MLP-MD blue), the thermostat target as a line; AIMD segments shaded.",
+    "simulated_time": "Simulated time per cycle, AIMD and MLP-MD stacked, and the run's "
+    "total after each cycle.",
+    "cost": "CPU hours per simulated ps of this run (HAML, measured) and of pure AIMD "
+    "(estimated from this run's own AIMD segments), and CPU seconds per stage.",
+    "bonds": "Bonds per element pair over simulated time (cutoffs in the title).",
+    "products": "Reaction products (anions coordinated only by Li) over simulated time.",
+    "rdf": "Partial radial distribution functions of the frame nearest each chosen time "
+    "(one frame each, not a time average).",
+    "msd": "Mean-square displacement of the electrolyte's Li and its linear fit.",
+    "similarity": "Structure similarity between the optimized start and the last frame, "
+    "overall and per species (1: unchanged).",
+    "audit": "Audited force error of the MLP on its own MLP-MD frames against the "
+    "reference engine: against the grade γ, and over time.",
+    "gamma": "Extrapolation grade γ of each cycle's MLP-MD segment (largest and at the "
+    "stop) against γ_break.",
+    "learning_curve": "Held-out force and energy RMSE of each cycle's MTP against its "
+    "training-set size.",
 }
 
 
@@ -144,6 +169,18 @@ class CycleTiming(_Result):
     aimd_fs: list[float] = Field(description="AIMD time of the cycle, fs.")
     mlpmd_fs: list[float] = Field(description="MLP-MD time of the cycle, fs.")
     stop_reason: list[str] = Field(description="Why the cycle's MLP-MD ended.")
+    gamma_max: list[float] = Field(
+        default_factory=list, description="Largest grade of the cycle's MLP-MD segment.")
+    gamma_at_stop: list[float] = Field(
+        default_factory=list, description="Grade at the segment's last step.")
+    training_set_size: list[int] = Field(
+        default_factory=list, description="Frames the cycle's MTP was trained on.")
+    force_rmse: list[float] = Field(
+        default_factory=list, description="Held-out force RMSE of the cycle's MTP, eV/Å.")
+    energy_rmse: list[float] = Field(
+        default_factory=list, description="Held-out energy RMSE of the cycle's MTP, eV/atom.")
+    continued: list[bool] = Field(
+        default_factory=list, description="Cycle continued a trusted segment (no training).")
 
 
 class AuditAnalysis(_Result):
@@ -188,6 +225,11 @@ class RunAnalysis(_Result):
     cycles: CycleTiming | None = Field(None, description="Per-cycle times.")
     audit: AuditAnalysis | None = Field(
         None, description="Audited errors and guard firings (a stored run with audits)."
+    )
+    parameters: dict = Field(
+        default_factory=dict,
+        description="The run's spec parameters a reader needs: engines, temperature, "
+        "gamma_break, MTP level, steps.",
     )
     segments: list[dict] = Field(
         default_factory=list, description="Where each segment sits in time."
@@ -348,6 +390,29 @@ def analyze_frames(
     )
 
 
+def run_parameters(spec: dict) -> dict:
+    """What a figure or a page must state about the run, from its resolved spec."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    ref, mtp, md = (spec.get(k) or {} for k in ("reference", "mtp", "mlpmd"))
+    try:
+        package = version("haml-flows")
+    except PackageNotFoundError:  # a source tree that is not installed
+        package = "unknown"
+    return {
+        "reference engine": ref.get("engine"),
+        "temperature (K)": ref.get("temperature"),
+        "AIMD steps per cycle": ref.get("steps"),
+        "AIMD time step (fs)": ref.get("time_step"),
+        "MTP level": mtp.get("level"),
+        "MTP cutoff (Å)": mtp.get("cutoff"),
+        "MLP-MD time step (fs)": md.get("time_step"),
+        "MLP-MD max steps": md.get("max_steps"),
+        "γ_break": md.get("gamma_break"),
+        "haml-flows version": package,
+    }
+
+
 def check_options(options: AnalysisOptions | None, run, total_ps: float) -> None:
     """Refuse RDF pairs of elements the run does not hold and times outside it.
 
@@ -396,7 +461,14 @@ def analyze_run(store, run_id: str, options: AnalysisOptions | None = None) -> R
                 aimd_fs=[d.aimd_fs for d in docs],
                 mlpmd_fs=[d.mlpmd_fs for d in docs],
                 stop_reason=[d.stop_reason for d in docs],
+                gamma_max=[d.gamma_max for d in docs],
+                gamma_at_stop=[d.gamma_at_stop for d in docs],
+                training_set_size=[d.training_set_size for d in docs],
+                force_rmse=[d.force_rmse for d in docs],
+                energy_rmse=[d.energy_rmse for d in docs],
+                continued=[bool(d.continued) for d in docs],
             ),
+            "parameters": run_parameters(run.spec if run else {}),
             "segments": [s.__dict__ for s in segs],
             "audit": audit_analysis(store, docs, run.spec if run else {}),
         }
@@ -460,10 +532,18 @@ def _series_figure(ts, series_by_key: dict, segs, ylabel: str, title: str, path)
     _mark_cycles(ax, segs)
     ax.set_xlabel("simulated time (ps)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(_integer_ticks())
+    ax.set_title(title, fontsize=9)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, ncol=2)
     _save(fig, path)
+
+
+def _integer_ticks():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
 
 
 def _mark_cycles(ax, segs: list[dict]) -> None:
@@ -501,9 +581,13 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
             ax.plot(t[m], T[m], ".", ms=3, color=colour, label=label)
     if len(t):
         ax.plot(t, T, "-", lw=0.5, color="grey", alpha=0.6)
+    target = result.parameters.get("temperature (K)")
+    if target:
+        ax.axhline(target, color="k", lw=1, label=f"target {target:g} K")
     _mark_cycles(ax, segs)
     ax.set_xlabel("simulated time (ps)")
     ax.set_ylabel("temperature (K)")
+    ax.set_ylim(bottom=0)
     ax.set_title("Temperature; dashed lines: cycle starts, shaded: AIMD")
     ax.legend(loc="best", fontsize=8)
     _save(fig, out_dir / FIGURES["temperature"])
@@ -511,13 +595,21 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
 
     # simulated time vs cycle
     cyc = result.cycles
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
     if cyc:
-        ax.plot(cyc.cycle, cyc.cumulative_ps, "o-")
-        ax.set_xticks(cyc.cycle)
+        aimd = np.asarray(cyc.aimd_fs) / 1000.0
+        mlpmd = np.asarray(cyc.mlpmd_fs) / 1000.0
+        ax.bar(cyc.cycle, aimd, color="tab:orange", label="AIMD")
+        ax.bar(cyc.cycle, mlpmd, bottom=aimd, color="tab:blue", label="MLP-MD")
+        total = ax.twinx()
+        total.plot(cyc.cycle, cyc.cumulative_ps, "k.-", lw=1, label="total")
+        total.set_ylabel("total simulated time (ps)")
+        total.set_ylim(bottom=0)
+        ax.legend(loc="upper left", fontsize=8)
+    ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_xlabel("cycle")
-    ax.set_ylabel("simulated time (ps)")
-    ax.set_title("Simulated time vs cycle")
+    ax.set_ylabel("simulated time per cycle (ps)")
+    ax.set_title("Simulated time per cycle")
     _save(fig, out_dir / FIGURES["simulated_time"])
     written["simulated_time"] = FIGURES["simulated_time"]
 
@@ -526,7 +618,8 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3.6))
     if cost:
         vals = [cost["haml_cpu_h_per_ps"] or 0.0, cost["aimd_cpu_h_per_ps"] or 0.0]
-        ax1.bar(["HAML", "AIMD"], vals, color=["tab:blue", "tab:orange"])
+        ax1.bar(["HAML\n(measured)", "pure AIMD\n(estimated)"], vals,
+                color=["tab:blue", "tab:orange"], hatch=["", "//"])
         ax1.set_ylabel("CPU hours per simulated ps")
         sp = cost["speedup"]
         ax1.set_title(f"Cost; speed-up {sp:.1f}x" if sp else "Cost")
@@ -539,8 +632,9 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     written["cost"] = FIGURES["cost"]
 
     ts = result.samples_time_ps
+    cutoffs = ", ".join(f"{k} {v:g}" for k, v in result.bonds.cutoffs.items())
     for key, ylabel, title in (
-        ("bonds", "bond count", "Bond counts"),
+        ("bonds", "bond count", f"Bond counts (cutoffs in Å: {cutoffs})"),
         ("products", "formula units", "Reaction products (anions coordinated only by Li)"),
     ):
         _series_figure(ts, getattr(result, key).series, segs, ylabel, title, out_dir / FIGURES[key])
@@ -586,7 +680,8 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     labels = ["all"] + list(sim["per_species"])
     values = [sim["similarity"]] + list(sim["per_species"].values())
     ax.bar(labels, values, color=["k"] + ["tab:blue"] * (len(labels) - 1))
-    ax.set_ylim(min(values + [1.0]) - 0.05 if values else 0, 1.0)
+    ax.set_ylim(0, 1.05)
+    ax.axhline(1.0, color="grey", lw=0.7, ls="--")
     ax.set_ylabel("similarity (initial vs final)")
     ax.set_title(f"Structure similarity {sim['similarity']:.4f}")
     _save(fig, out_dir / FIGURES["similarity"])
@@ -595,7 +690,56 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     if result.audit is not None and result.audit.force_rmse:
         _audit_figure(result.audit, out_dir / FIGURES["audit"])
         written["audit"] = FIGURES["audit"]
+    if cyc:
+        _gamma_figure(cyc, result.parameters.get("γ_break"), out_dir / FIGURES["gamma"])
+        written["gamma"] = FIGURES["gamma"]
+        _learning_figure(cyc, out_dir / FIGURES["learning_curve"])
+        written["learning_curve"] = FIGURES["learning_curve"]
     return written
+
+
+def _gamma_figure(cyc: CycleTiming, gamma_break: float | None, path: Path) -> None:
+    """γ per cycle's segment (largest, at the stop) with γ_break; log axis."""
+    fig, ax = _plt().subplots(figsize=(6, 3.6))
+    ran = [i for i, c in enumerate(cyc.cycle) if cyc.gamma_max]
+    if ran:
+        x = np.asarray(cyc.cycle)
+        ax.plot(x, cyc.gamma_max, "o", color="tab:red", label="largest γ")
+        ax.plot(x, cyc.gamma_at_stop, "x", color="k", label="γ at the stop")
+    if gamma_break:
+        ax.axhline(gamma_break, color="tab:red", ls="--", lw=1,
+                   label=f"γ_break {gamma_break:g}")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_xlabel("cycle")
+    ax.set_ylabel("extrapolation grade γ")
+    ax.set_title("Grade of each MLP-MD segment")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _learning_figure(cyc: CycleTiming, path: Path) -> None:
+    """Held-out force and energy RMSE against training-set size (trained cycles only)."""
+    fig, ax = _plt().subplots(figsize=(6, 3.6))
+    trained = [i for i, c in enumerate(cyc.continued or [False] * len(cyc.cycle)) if not c]
+    if trained and cyc.training_set_size:
+        n = np.asarray(cyc.training_set_size)[trained]
+        ax.plot(n, np.asarray(cyc.force_rmse)[trained], "o-", color="tab:blue",
+                label="force RMSE (eV/Å)")
+        energy = ax.twinx()
+        energy.plot(n, 1000 * np.asarray(cyc.energy_rmse)[trained], "s--",
+                    color="tab:green", label="energy RMSE (meV/atom)")
+        energy.set_ylabel("held-out energy RMSE (meV/atom)", color="tab:green")
+        energy.set_ylim(bottom=0)
+        lines = ax.get_legend_handles_labels()
+        more = energy.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
+    ax.set_xlabel("training-set size (frames)")
+    ax.set_ylabel("held-out force RMSE (eV/Å)", color="tab:blue")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.set_title("Learning curve: error of each cycle's MTP")
+    _save(fig, path)
 
 
 def _audit_figure(audit: AuditAnalysis, path: Path) -> None:
@@ -657,6 +801,7 @@ def summary_of(result: RunAnalysis, figures: dict[str, str] | None = None) -> di
             "name": result.name,
             "formula": result.formula,
             "n_atoms": result.n_atoms,
+            "parameters": result.parameters,
             "cycles": cost.get("cycles"),
             "n_frames": result.n_frames,
             "n_samples": result.n_samples,
@@ -756,18 +901,27 @@ def write_html(summary: dict, figures: dict[str, str], path: Path) -> None:
     )
     imgs = "\n".join(
         f'<figure><img src="{html.escape(name)}" alt="{html.escape(key)}">'
-        f"<figcaption>{html.escape(key.replace('_', ' '))}</figcaption></figure>"
+        f"<figcaption><b>{html.escape(key.replace('_', ' '))}.</b> "
+        f"{html.escape(CAPTIONS.get(key, ''))}</figcaption></figure>"
         for key, name in figures.items()
+    )
+    params = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in (summary.get("parameters") or {}).items() if v is not None
     )
     path.write_text(
         f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 th,td{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
-figure{{display:inline-block;margin:1em}}img{{max-width:720px}}</style></head>
+figure{{display:inline-block;margin:1em;max-width:760px;vertical-align:top}}
+img{{max-width:760px}}figcaption{{font-size:0.9em}}</style></head>
 <body><h1>{html.escape(title)}</h1>
 <p>Similarity: {html.escape(summary['similarity']['method'])}.
 Machine-readable numbers: <a href="summary.json">summary.json</a>.</p>
+<h2>Run parameters</h2>
+<table>{params}</table>
+<h2>Results</h2>
 <table>{rows}</table>
 {imgs}
 </body></html>
@@ -788,6 +942,10 @@ def write_report(result: RunAnalysis, out_dir: Path) -> dict:
         "bonds": result.bonds.series,
         "products": result.products.series,
         "rdf": result.rdf.model_dump(),
+        "temperature": result.temperature.model_dump(),
+        "msd": {"species": result.msd.species, "time_ps": result.msd.time_ps,
+                "msd_A2": result.msd.msd_A2},
+        "cycles": result.cycles.model_dump() if result.cycles else None,
     }
     (out_dir / "series.json").write_text(json.dumps(_jsonable(series)))
     write_html(summary, figures, out_dir / "index.html")

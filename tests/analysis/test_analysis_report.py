@@ -68,6 +68,18 @@ def test_report_of_a_real_run(job_store, haml_settings, tmp_path, monkeypatch):
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
+    # the page says what each figure is and with which parameters the run ran
+    import html
+
+    from haml_flows.analysis.report import CAPTIONS
+
+    assert all(html.escape(CAPTIONS[key]) in page for key in summary["figures"])
+    assert "Run parameters" in page and "γ_break" in page and "haml-flows version" in page
+    assert summary["parameters"]["temperature (K)"] == 300
+    series = json.loads((out / "series.json").read_text())
+    assert len(series["temperature"]["T"]) == len(series["temperature"]["time_ps"]) > 0
+    assert len(series["msd"]["msd_A2"]) == len(series["msd"]["time_ps"])
+    assert series["cycles"]["training_set_size"] == [d.training_set_size for d in docs]
     assert on_disk["cycles"] == len(docs)
     # every cycle's audit, as its CycleDoc has it; the report names the guards that fired
     assert {int(k): v for k, v in on_disk["audit"]["cycle_force_rmse"].items()} == {
