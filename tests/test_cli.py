@@ -241,3 +241,36 @@ def test_runs_lists_and_filters_and_unknown_ids_get_a_suggestion(
     # trajectories and potentials: the GridFS bucket the docs name, keyed as they say
     stored = connect(haml_settings)["outputs_data.files"].find_one()
     assert {"blob_uuid", "job_uuid", "job_index"} <= set(stored["metadata"])
+
+
+def test_every_error_has_one_prefix(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((DATA / "lj_small.yaml").read_text().replace("steps: 8", "steps: 0"))
+    screen = tmp_path / "screen.yaml"
+    screen.write_text("screen: {name: s}\n")
+    outputs = [
+        runner.invoke(app, ["run", str(bad)]).output,
+        runner.invoke(app, ["run", str(bad), "--check"]).output,
+        runner.invoke(app, ["screen", str(screen), "--dry-run"]).output,
+        runner.invoke(app, ["mtp", "template", "--level", "3", "--species", "Li", "-o",
+                            str(tmp_path / "x.mtp")]).output,
+    ]
+    for output in outputs:
+        assert output.startswith("error: "), output
+
+
+def test_first_use_of_an_empty_launchpad_says_what_was_initialised(haml_settings, caplog,
+                                                                   capfd):
+    import logging
+
+    from haml_flows.database.launchpad import ensure_initialized
+    from haml_flows.database.stores import make_launchpad
+
+    launchpad = make_launchpad(haml_settings)
+    with caplog.at_level(logging.INFO):
+        assert ensure_initialized(launchpad) is True
+        assert ensure_initialized(launchpad) is False
+    said = caplog.text + capfd.readouterr().out
+    assert "was RESET" not in said
+    assert f"initialised FireWorks' id counters and indexes in database " \
+           f"'{haml_settings.DATABASE}'" in said

@@ -102,8 +102,7 @@ def run(
         with quiet_dependencies():
             prepared = prepare_run(spec)
     except SpecError as exc:
-        show(f"[red]invalid spec {spec}:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+        fail(f"invalid spec {spec}: {exc}", code=2)
     if check:
         show(run_plan(prepared))
         show(f"spec {spec} is valid; nothing was started (run it with: haml run {spec})")
@@ -170,9 +169,8 @@ def _run_prepared(prepared, fireworks: bool, workdir: Path) -> None:
             else:
                 run_prepared_locally(prepared, store, run_dir)
     except DatabaseUnavailableError as exc:
-        show(f"[red]error:[/red] {exc}")
-        show(f"run id: {prepared.run_id}; continue with: haml resume {prepared.run_id}")
-        raise typer.Exit(code=3) from None
+        fail(f"{exc} (run id {prepared.run_id}; continue with: haml resume "
+             f"{prepared.run_id})", code=3)
     show_run(store, prepared.run_id, f"; query with: haml cycles {prepared.run_id}")
     if left:
         fail(f"{left}; continue with: haml resume {prepared.run_id}", code=1)

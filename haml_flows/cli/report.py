@@ -35,8 +35,7 @@ def _stored_runs(analysis, run_ids, *args):
         with quiet_dependencies():
             return analysis(store, run_ids, *args)
     except KeyError as exc:
-        show(f"[red]{exc.args[0]}[/red]")
-        raise typer.Exit(code=1) from None
+        fail(str(exc.args[0]), code=1)
     except ValueError as exc:
         fail(str(exc), code=2)
 

@@ -82,8 +82,7 @@ def resume_command(
                 resume_locally(run_id, store, run_dir)
                 left = None
     except ResumeError as exc:
-        show(f"[red]cannot resume:[/red] {exc}")
-        raise typer.Exit(code=1) from None
+        fail(f"cannot resume {run_id}: {exc}", code=1)
     except DatabaseUnavailableError as exc:
         fail(str(exc), code=3)
     show_run(store, run_id)

@@ -31,6 +31,19 @@ def _fmt(value, spec: str = ".4g") -> str:
     return format(value, spec) if isinstance(value, float) else str(value)
 
 
+def _unknown_screen(db, name: str) -> str:
+    """'no screen named X', with the closest submitted names."""
+    import difflib
+
+    from haml_flows.screening.status import screen_names
+
+    names = screen_names(db)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if close:
+        return f"no screen named {name!r}; did you mean {' or '.join(close)}?"
+    return f"no screen named {name!r}; submitted: {', '.join(names) or 'none'}"
+
+
 def _label(dopant, concentration) -> str:
     return "undoped" if dopant is None else f"{dopant} {concentration:g}"
 
@@ -56,8 +69,7 @@ def screen_command(
     try:
         plan = expand_candidates(spec)
     except SpecError as exc:
-        show(f"[red]invalid screen:[/red] {exc}")
-        raise typer.Exit(code=2) from None
+        fail(f"invalid screen {spec}: {exc}", code=2)
     show(f"screen {plan.name}: {len(plan.candidates)} candidates of {plan.system}")
     with quiet_dependencies(), Progress(console=_common.console, transient=True) as bar:
         task = bar.add_task("building candidates", total=len(plan.candidates))
@@ -75,8 +87,7 @@ def screen_command(
                     advance, plan,
                 )
         except (SpecError, ValueError) as exc:
-            show(f"[red]invalid screen {spec}:[/red] {exc}")
-            raise typer.Exit(code=2) from None
+            fail(f"invalid screen {spec}: {exc}", code=2)
     if dry_run:
         table = Table(title=f"screen {plan.name} (dry run, nothing submitted)")
         for column in ("candidate", "dopant", "seed", "formula", "atoms", "spec hash"):
@@ -113,8 +124,7 @@ def status_command(
     for name in names:
         status = screen_status(on.db, on.launchpad, name, on.settings.DOCS_COLLECTION)
         if not status.candidates:
-            show(f"[red]no screen named {name!r}[/red]")
-            raise typer.Exit(code=1)
+            fail(_unknown_screen(on.db, name), code=1)
         states = ", ".join(f"{k} {v}" for k, v in status.states.items())
         table = Table(title=f"screen {name}: {len(status.candidates)} candidates ({states})")
         for column in ("candidate", "dopant", "seed", "state", "cycles", "ps", "finished"):
@@ -157,8 +167,7 @@ def results_command(
             lambda name: bar.update(task, advance=1, description=f"analysed {name}"),
         )
     if not rows:
-        show(f"[red]no screen named {screen!r}[/red]")
-        raise typer.Exit(code=1)
+        fail(_unknown_screen(on.db, screen), code=1)
     rows = rank_rows(rows, key, reverse)
     table = Table(
         title=f"screen {screen} ranked by {key}",

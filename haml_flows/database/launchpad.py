@@ -205,5 +205,19 @@ def ensure_initialized(launchpad: LaunchPad) -> bool:
             "the LaunchPad holds workflows but no id counter; repair it with "
             "`lpad admin tuneup` or reset it with `lpad reset`"
         )
-    launchpad.reset("", require_password=False)
+    # FireWorks logs "LaunchPad was RESET." at INFO: alarming on an empty
+    # database, where nothing was lost; say what was done instead
+    import logging
+
+    fw_logger = getattr(launchpad, "m_logger", None) or logging.getLogger("launchpad")
+    level = fw_logger.level
+    fw_logger.setLevel(logging.WARNING)
+    try:
+        launchpad.reset("", require_password=False)
+    finally:
+        fw_logger.setLevel(level)
+    logging.getLogger("haml_flows.progress").info(
+        "initialised FireWorks' id counters and indexes in database %r (it had no "
+        "LaunchPad yet)", launchpad.name,
+    )
     return True

@@ -140,7 +140,7 @@ def test_bad_spec_refused_before_submission(case, busy_database, tmp_path, fault
 
     output = " ".join(result.output.split())
     assert result.exit_code == 2, result.output
-    assert output.startswith("invalid spec")
+    assert output.startswith("error: invalid spec")
     assert message in output
     after = _counts(settings, launchpad, database)
     assert after == before
