@@ -34,6 +34,7 @@ from haml_flows.analysis.timeline import Frame, run_timeline, segments
 from haml_flows.analysis.transport import (
     MsdAccumulator,
     diffusion_coefficient,
+    diffusive_regime,
     nernst_einstein_conductivity,
 )
 
@@ -92,6 +93,8 @@ class AnalysisOptions:
     max_samples: int = 400
     msd_species: str = "Li"
     msd_fit_start: float = 0.1
+    #: follow only the electrolyte's ions (leave out the metal slab's)
+    msd_electrolyte_only: bool = True
 
 
 class _Result(BaseModel):
@@ -154,7 +157,14 @@ class MsdAnalysis(_Result):
     fit_slope_A2_per_fs: float = Field(description="Slope of the linear fit.")
     fit_intercept_A2: float = Field(description="Intercept of the linear fit.")
     fit_start_fraction: float = Field(description="Fraction of the run before the fit.")
-    n_ions: int = Field(description="Ions of the species.")
+    n_ions: int = Field(description="Ions of the species followed (the electrolyte's).")
+    n_excluded: int = Field(
+        0, description="Ions of the species left out: the metal's (no other element "
+        "within transport.CONTACT_CUTOFF at the start).")
+    diffusive: bool = Field(
+        False, description="The MSD shows a diffusive regime (transport.diffusive_regime); "
+        "D and the conductivity are NaN otherwise.")
+    regime: str = Field("", description="Why the run is or is not diffusive, in numbers.")
     volume_A3: float | None = Field(description="Cell volume, Angstrom^3.")
     diffusion_cm2_s: float = Field(description="Diffusion coefficient, cm^2/s.")
     conductivity_S_cm: float = Field(description="Nernst-Einstein conductivity, S/cm.")
@@ -281,7 +291,13 @@ def _products(rules: list[ProductRule], series: list[dict]) -> ProductAnalysis:
 def _msd(msd: MsdAccumulator, options: AnalysisOptions, mean_t: float) -> MsdAnalysis:
     t_msd, y_msd = msd.result()
     d_cm2, slope, intercept = diffusion_coefficient(t_msd, y_msd, options.msd_fit_start)
+    diffusive, regime = diffusive_regime(t_msd, y_msd, options.msd_fit_start)
+    if not diffusive:
+        d_cm2 = float("nan")
     return MsdAnalysis(
+        n_excluded=msd.n_excluded,
+        diffusive=diffusive,
+        regime=regime,
         species=options.msd_species,
         time_ps=t_msd / 1000,
         msd_A2=y_msd,
@@ -312,7 +328,7 @@ def analyze_frames(
     last: Frame | None = None
     last_sampled_time = None
     temps: list[tuple[float, float, int, str]] = []
-    msd = MsdAccumulator(options.msd_species)
+    msd = MsdAccumulator(options.msd_species, electrolyte_only=options.msd_electrolyte_only)
     samples_t: list[float] = []
     bond_series: list[dict[str, int]] = []
     product_series: list[dict[str, dict[str, int]]] = []
@@ -663,10 +679,14 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     msd = result.msd
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     tm = np.asarray(msd.time_ps)
-    ax.plot(tm, msd.msd_A2, "-", label=f"{msd.species} MSD")
-    if np.isfinite(msd.fit_slope_A2_per_fs):
+    ax.plot(tm, msd.msd_A2, "-", label=f"{msd.species} MSD ({msd.n_ions} ions of the "
+            "electrolyte)")
+    if msd.diffusive and np.isfinite(msd.fit_slope_A2_per_fs):
         ax.plot(tm, msd.fit_slope_A2_per_fs * tm * 1000 + msd.fit_intercept_A2,
-                "--", label=f"fit: D = {msd.diffusion_cm2_s:.3g} cm²/s")
+                "--", label=f"fit: D = {msd.diffusion_cm2_s:.2g} cm²/s")
+    elif msd.regime:
+        ax.text(0.02, 0.95, msd.regime, transform=ax.transAxes, fontsize=7, va="top",
+                wrap=True)
     ax.set_xlabel("time (ps)")
     ax.set_ylabel("MSD (Å²)")
     ax.set_title("Mean-square displacement")
@@ -854,8 +874,12 @@ def summary_rows(summary: dict) -> list[tuple[str, str]]:
         ("similarity initial vs final", _fmt(summary["similarity"]["similarity"], ".4f")),
         ("mean temperature (K)", _fmt(summary.get("temperature_mean_K"), ".1f")),
         *_audit_rows(summary.get("audit")),
-        (f"{msd['species']} diffusion (cm²/s)", _fmt(msd.get("diffusion_cm2_s"))),
-        ("Nernst–Einstein σ (S/cm)", _fmt(msd.get("conductivity_S_cm"))),
+        (f"{msd['species']} followed in the MSD",
+         f"{msd.get('n_ions')} of the electrolyte ({msd.get('n_excluded', 0)} metal left out)"),
+        *([(f"{msd['species']} diffusion (cm²/s)", _fmt(msd.get("diffusion_cm2_s"), ".2g")),
+           ("Nernst–Einstein σ (S/cm)", _fmt(msd.get("conductivity_S_cm"), ".2g"))]
+          if msd.get("diffusive") else
+          [(f"{msd['species']} diffusion", f"not reported: {msd.get('regime', '')}")]),
     ]
     for key, change in summary["bonds"]["change"].items():
         if summary["bonds"]["initial"][key] or summary["bonds"]["final"][key]:

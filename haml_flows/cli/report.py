@@ -118,7 +118,7 @@ def compare_command(
         table.add_row(f"Δ {key} bonds", *[f"{v:+d}" for v in values])
     for key, values in table_data["products_formed"].items():
         if any(values):
-            table.add_row(f"{key} formed", *[f"{v:+d}" for v in values])
+            table.add_row(f"Δ {key} (formula units)", *[f"{v:+d}" for v in values])
     show(table)
     show(f"wrote {output / 'compare.png'} and {output / 'compare.json'}")
 

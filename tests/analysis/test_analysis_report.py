@@ -98,8 +98,10 @@ def test_report_of_a_real_run(job_store, haml_settings, tmp_path, monkeypatch):
     assert 0.0 <= on_disk["similarity"]["similarity"] < 1.0
     assert on_disk["bonds"]["initial"]["P-S"] == 8  # two PS4 units at the start
     assert on_disk["n_frames"] == len(frames)
-    assert on_disk["msd"]["n_ions"] == sum(1 for s in frames[0].symbols if s == "Li")
-    assert "Nernst" in page and "speed-up" in page
+    assert on_disk["msd"]["n_ions"] + on_disk["msd"]["n_excluded"] == sum(
+        1 for s in frames[0].symbols if s == "Li")
+    assert on_disk["msd"]["n_ions"] > 0 and not on_disk["msd"]["diffusive"]
+    assert "Li diffusion" in page and "not reported: too short" in page and "speed-up" in page
 
     # chosen RDF times and pairs
     from haml_flows.analysis.report import AnalysisOptions

@@ -173,6 +173,41 @@ def test_msd_of_a_straight_line_trajectory_across_the_boundary():
     assert acc.n_ions == 2
 
 
+def test_msd_leaves_out_the_metal_and_follows_the_electrolyte():
+    from haml_flows.analysis.transport import touches_other_elements
+
+    # a Li chain (the metal) far from an S with two Li beside it (the electrolyte)
+    lattice = np.diag([20.0, 20.0, 20.0])
+    cart = np.array([[1.0, 1, 1], [3.5, 1, 1], [6.0, 1, 1],      # metal Li, Li-Li 2.5 Å
+                     [10.0, 10, 10], [12.4, 10, 10], [10, 12.4, 10]])  # S, Li, Li
+    symbols = ["Li", "Li", "Li", "S", "Li", "Li"]
+    frame = Frame(0.0, symbols, cart / 20.0, lattice)
+    mask = np.asarray(symbols) == "Li"
+    assert touches_other_elements(frame, mask, 3.0).tolist() == [
+        False, False, False, False, True, True]
+    acc = MsdAccumulator("Li", electrolyte_only=True)
+    for step in range(5):
+        moved = cart.copy()
+        moved[:3, 0] += 1.0 * step   # only the metal moves: no electrolyte MSD
+        acc.add(Frame(float(step), symbols, moved / 20.0, lattice))
+    assert (acc.n_ions, acc.n_excluded) == (2, 3)
+    assert np.allclose(acc.result()[1], 0.0)
+
+
+def test_a_run_too_short_for_diffusion_gets_no_coefficient():
+    from haml_flows.analysis.transport import diffusive_regime
+
+    t = np.linspace(0, 2000, 201)  # 2 ps
+    ballistic = 1e-5 * t**2        # slope 2: not yet diffusive
+    ok, why = diffusive_regime(t, ballistic)
+    assert not ok and "too short for a diffusive regime" in why and "slope 2.00" in why
+    small = 1e-4 * t               # linear but 0.2 Å²: less than a hop
+    ok, why = diffusive_regime(t, small)
+    assert not ok and "MSD reaches 0.2 Å²" in why
+    ok, why = diffusive_regime(t, 6e-3 * t)  # 12 Å², slope 1
+    assert ok and why.startswith("diffusive")
+
+
 def test_diffusion_coefficient_and_nernst_einstein():
     t = np.linspace(0, 10000, 101)  # fs
     d_cm2 = 2.5e-5
