@@ -28,7 +28,7 @@ def _write(structure, output: Path | None) -> None:
 @build_app.command("li-lpsc")
 def build_li_lpsc(
     atoms: int = typer.Option(112, help="Target number of atoms."),
-    facet: str = typer.Option("100", help="Li facet: 100, 110, 111 or auto."),
+    li_facet: str = typer.Option("100", help="Li facet: 100, 110, 111 or auto."),
     max_mismatch: float = typer.Option(0.04, help="Largest lattice mismatch (fraction)."),
     dopant: str | None = typer.Option(None, help="Se, O or F."),
     concentration: float = typer.Option(0.25, help="Fraction of the host family doped."),
@@ -43,7 +43,7 @@ def build_li_lpsc(
     try:
         with quiet_dependencies(Warning):
             structure = li_lpsc(
-                atoms=atoms, li_facet=facet, max_mismatch=max_mismatch, dopant=dopant,
+                atoms=atoms, li_facet=li_facet, max_mismatch=max_mismatch, dopant=dopant,
                 concentration=concentration, host=host, site_rule=site_rule, seed=seed,
             )
     except ValueError as exc:
@@ -71,8 +71,8 @@ def build_li_lifsi_dme(
     molarity: float = typer.Option(1.0, help="LiFSI, mol per litre of solution."),
     density: float = typer.Option(1.0, help="Solution density, g/cm3."),
     lifsi: int = typer.Option(1, help="Number of LiFSI ion pairs."),
-    supercell: int = typer.Option(3, help="Li slab surface cell repeated n x n."),
-    facet: str = typer.Option("100", help="Li facet: 100 or 110."),
+    li_supercell: int = typer.Option(3, help="Li slab surface cell repeated n x n."),
+    li_facet: str = typer.Option("100", help="Li facet: 100 or 110."),
     min_distance: float = typer.Option(1.8, help="Minimum distance between molecules, A."),
     seed: int = typer.Option(1, help="Packmol seed."),
     output: Path | None = typer.Option(None, "-o", "--output", help="Structure file."),
@@ -82,8 +82,8 @@ def build_li_lifsi_dme(
 
     try:
         structure = li_lifsi_dme(
-            molarity=molarity, density=density, lifsi=lifsi, li_facet=facet,
-            li_supercell=supercell, min_distance=min_distance, seed=seed,
+            molarity=molarity, density=density, lifsi=lifsi, li_facet=li_facet,
+            li_supercell=li_supercell, min_distance=min_distance, seed=seed,
         )
     except (ValueError, RuntimeError) as exc:
         fail(str(exc), code=2)

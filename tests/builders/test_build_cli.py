@@ -78,7 +78,7 @@ def test_impossible_atom_count_is_one_line(atoms):
 @pytest.mark.skipif(not packmol_available(), reason="packmol not on PATH")
 def test_packmol_failure_says_what_was_asked_and_what_to_change():
     """It printed Packmol's raw stderr: b'STOP 173\\n'."""
-    result = _haml("build", "li-lifsi-dme", "--supercell", "1")
+    result = _haml("build", "li-lifsi-dme", "--li-supercell", "1")
     assert result.returncode == 2, result.stdout + result.stderr
     (line,) = result.stdout.splitlines()
     assert line.startswith(
