@@ -68,8 +68,8 @@ def screen_command(
     logging.getLogger("launchpad").setLevel(logging.WARNING)
     try:
         plan = expand_candidates(spec)
-    except SpecError as exc:
-        fail(f"invalid screen {spec}: {exc}", code=2)
+    except SpecError as exc:  # the message starts with the file's path
+        fail(f"invalid screen {exc}", code=2)
     show(f"screen {plan.name}: {len(plan.candidates)} candidates of {plan.system}")
     with quiet_dependencies(), Progress(console=_common.console, transient=True) as bar:
         task = bar.add_task("building candidates", total=len(plan.candidates))

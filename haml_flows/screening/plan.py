@@ -26,6 +26,8 @@ so a bad screen fails before anything is built or submitted.
 
 from __future__ import annotations
 
+import difflib
+
 import copy
 import hashlib
 import json
@@ -143,14 +145,16 @@ def _load(path: Path) -> dict:
     screen = data["screen"]
     if not isinstance(screen, dict):
         raise _fail(path, "'screen' must be a mapping")
-    unknown = set(screen) - SCREEN_KEYS
-    missing = REQUIRED_KEYS - set(screen)
+    unknown = sorted(set(screen) - SCREEN_KEYS)
+    missing = sorted(REQUIRED_KEYS - set(screen))
     if unknown or missing:
-        raise _fail(
-            path,
-            f"screen keys {sorted(SCREEN_KEYS)}; unknown {sorted(unknown)}, "
-            f"missing {sorted(missing)}",
-        )
+        said = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(SCREEN_KEYS), n=1)
+            said.append(f"unknown key screen.{key}"
+                        + (f" (did you mean {close[0]}?)" if close else ""))
+        said += [f"missing key screen.{key}" for key in missing]
+        raise _fail(path, "; ".join(said) + f"; allowed: {', '.join(sorted(SCREEN_KEYS))}")
     has_variants = "variants" in screen
     has_dopants = "dopants" in screen
     if has_variants == has_dopants:
