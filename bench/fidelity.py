@@ -295,7 +295,7 @@ def main() -> int:
         from haml_flows.flows.haml import new_run_id
         from haml_flows.settings import HamlSettings
 
-        tasks, caches, runs = {}, {}, {}
+        tasks, caches, runs, haml_queue = {}, {}, {}, []
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
             for key in args.systems:
@@ -307,6 +307,7 @@ def main() -> int:
                     cache = CACHE / f"{key}_{_fingerprint(spec)}_seed{seed}_{fs:.0f}fs.pkl"
                     caches[key][seed] = cache
                     if not cache.exists():
+                        # the reference runs first: it is the longest single task
                         tasks[pool.submit(aimd_task, key, str(seeded), seed, fs, str(cache))] = (
                             key, "aimd", seed)
                     if args.reference_only:
@@ -316,8 +317,10 @@ def main() -> int:
                                         tmp / f"{key}_haml_{seed}.yaml")
                     run_id = new_run_id(f"fidelity-{key}-s{seed}")
                     runs[key][seed] = {"run_id": run_id}
-                    tasks[pool.submit(haml_task, key, str(haml_spec), run_id,
-                                      str(tmp / f"work_{key}_{seed}"))] = (key, "haml", seed)
+                    haml_queue.append(((key, "haml", seed), (
+                        haml_task, key, str(haml_spec), run_id, str(tmp / f"work_{key}_{seed}"))))
+            for label, call in haml_queue:
+                tasks[pool.submit(*call)] = label
             for future in as_completed(tasks):
                 key, kind, seed = tasks[future]
                 outcome = future.result()

@@ -338,9 +338,32 @@ class HamlCycleMaker(Maker):
         base = self.aimd_maker.n_steps
         previous = state.previous
         if previous is None or not _untrusted(previous):
-            return base
+            return self._within_total(base, state.simulated_fs)
         last = max(base, state.aimd_steps or base)
-        return min(max(base, self.longest_aimd), math.ceil(last * self.lengthen_factor))
+        return self._within_total(
+            min(max(base, self.longest_aimd), math.ceil(last * self.lengthen_factor)),
+            state.simulated_fs,
+        )
+
+    def _within_total(self, steps: int, simulated_fs: float) -> int:
+        """``steps`` of AIMD, cut so that the segment ends at ``total_time_fs``.
+
+        The last cycle's AIMD (after failed audits lengthened to hundreds or
+        thousands of steps) then stops at the run's target instead of running
+        past it.
+        """
+        left = self.total_time_fs - simulated_fs
+        dt = self.aimd_maker.time_step or 1.0
+        return max(1, min(steps, math.ceil(left / dt - 1e-9)))
+
+    def _mlpmd_within_total(self, maker, after_fs: float):
+        """The MLP-MD maker with ``max_steps`` cut to end at ``total_time_fs``."""
+        md = maker.mlpmd
+        left = self.total_time_fs - after_fs
+        steps = max(1, min(md.max_steps, math.ceil(left / md.time_step - 1e-9)))
+        if steps != md.max_steps:
+            maker.mlpmd = md.model_copy(update={"max_steps": steps})
+        return maker
 
     @job
     def make(self, state: CycleState) -> Response:
@@ -374,8 +397,9 @@ class HamlCycleMaker(Maker):
             ),
             state, "training",
         )
+        after_aimd = state.simulated_fs + aimd_maker.n_steps * (aimd_maker.time_step or 1.0)
         mlpmd = _tag(
-            _own(self.mlpmd_maker).make(
+            self._mlpmd_within_total(_own(self.mlpmd_maker), after_aimd).make(
                 aimd.output.structure, train.output.potential, train.output.training_set,
                 train.output.active_set, train.output.active_set_slots,
             ),
@@ -443,7 +467,7 @@ class HamlCycleMaker(Maker):
         link = _tag(trained_potential(previous.training_job), state, "potential")
         potential, training_set = link.output["potential"], link.output["training_set"]
         mlpmd = _tag(
-            _own(self.mlpmd_maker).make(
+            self._mlpmd_within_total(_own(self.mlpmd_maker), state.simulated_fs).make(
                 state.structure, potential, training_set,
                 link.output["active_set"], link.output["active_set_slots"],
             ),

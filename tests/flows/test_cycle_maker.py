@@ -244,3 +244,20 @@ def test_names_per_job_and_resume_on_a_memory_store(memory_store, tmp_path):
         resumed[0].cumulative_fs + resumed[1].aimd_fs + resumed[1].mlpmd_fs
     )
     assert run_summary(memory_store, run.run_id).cycles == 2
+
+
+def test_the_last_cycle_stops_at_the_runs_total_time():
+    # 8 fs simulated, 12 fs asked for: a lengthened AIMD of 6 steps is cut to 4,
+    # and the MLP-MD after it (0.5 fs steps) gets no steps past the target
+    kept = FaultCorrection(handler="NoImprovementHandler", errors=["worse"], actions=["keep"])
+    maker = _maker(total_time_fs=12.0)
+    state = _state(simulated_fs=8.0, previous=_cycle_doc(1, training_fallback=kept))
+    jobs = _cycle(maker, state).replace.jobs
+    assert jobs[0].maker.n_steps == 4
+    assert jobs[2].maker.mlpmd.max_steps == 1  # nothing left after the AIMD: one step
+    roomy = _cycle(_maker(total_time_fs=100.0), _state(simulated_fs=8.0)).replace.jobs
+    assert roomy[0].maker.n_steps == 3 and roomy[2].maker.mlpmd.max_steps == 10
+    short = _cycle(_maker(total_time_fs=13.0), _state(simulated_fs=8.0)).replace.jobs
+    # 3 fs of AIMD, then 2 fs left: 4 MLP-MD steps of 0.5 fs
+    assert short[0].maker.n_steps == 3 and short[2].maker.mlpmd.max_steps == 4
+    assert maker.mlpmd_maker.mlpmd.max_steps == 10  # the maker itself is unchanged
