@@ -1012,24 +1012,31 @@ def compare_summaries(summaries: list[dict], out_dir: Path | None = None) -> dic
         plt = _plt()
         fig, axes = plt.subplots(1, 3, figsize=(14, 4))
         x = np.arange(len(labels))
-        axes[0].bar(x, table["similarity"], color="tab:blue")
-        low = min(table["similarity"] + [1.0])
-        axes[0].set_ylim(max(0.0, low - 0.05), 1.0)
+        colours = [f"C{i % 10}" for i in range(len(labels))]
+        axes[0].bar(x, table["similarity"], color=colours)
+        axes[0].set_ylim(0.0, 1.05)
+        axes[0].axhline(1.0, color="grey", lw=0.7, ls="--")
+        axes[0].set_ylabel("similarity (1 = unchanged)")
         axes[0].set_title("similarity initial vs final\n(lower = stronger reaction)")
         width = 0.8 / max(len(labels), 1)
         for i, lab in enumerate(labels):
             axes[1].bar(np.arange(len(keys)) + i * width,
-                        [table["bond_change"][k][i] for k in keys], width, label=lab)
+                        [table["bond_change"][k][i] for k in keys], width, label=lab,
+                        color=colours[i])
         axes[1].set_xticks(np.arange(len(keys)) + width * (len(labels) - 1) / 2)
         axes[1].set_xticklabels(keys, rotation=30)
         axes[1].axhline(0, color="k", lw=0.6)
+        axes[1].set_ylabel("bond-count change (bonds)")
+        axes[1].yaxis.set_major_locator(_integer_ticks())
         axes[1].set_title("bond-count change (final - initial)")
         axes[1].legend(fontsize=7)
         haml = [v or 0.0 for v in table["haml_cpu_h_per_ps"]]
         aimd = [v or 0.0 for v in table["aimd_cpu_h_per_ps"]]
-        axes[2].bar(x - 0.2, haml, 0.4, label="HAML")
-        axes[2].bar(x + 0.2, aimd, 0.4, label="AIMD")
-        axes[2].set_ylabel("CPU h / ps")
+        axes[2].bar(x - 0.2, haml, 0.4, label="HAML (measured)", color="tab:blue")
+        axes[2].bar(x + 0.2, aimd, 0.4, label="pure AIMD (estimated)", color="tab:orange",
+                    hatch="//")
+        axes[2].set_ylabel("CPU h per simulated ps")
+        axes[2].set_ylim(bottom=0)
         axes[2].set_title("cost per simulated ps")
         axes[2].legend(fontsize=7)
         for ax in (axes[0], axes[2]):
