@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -12,6 +13,30 @@ from typer.testing import CliRunner
 from haml_flows.progress import RunEstimate, StageProgress, count_calculations
 
 DATA = Path(__file__).parent / "data"
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def caplog():
+    """The progress logger's lines, whatever an earlier command set on it
+    (the command line turns its propagation off)."""
+    logger = logging.getLogger("haml_flows.progress")
+    lines = _Lines()
+    level = logger.level
+    logger.addHandler(lines)
+    logger.setLevel(logging.INFO)
+    lines.at_level = lambda *a, **k: contextlib.nullcontext()
+    yield lines
+    logger.removeHandler(lines)
+    logger.setLevel(level)
 
 
 def test_stage_lines_give_place_fields_elapsed_and_what_is_left(caplog):
