@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 logger = logging.getLogger("haml_flows.progress")
 
@@ -81,6 +82,35 @@ def current_stage(default: str) -> str:
     except ImportError:  # pragma: no cover - jobflow is a dependency
         job = None
     return job.name if job is not None and job.name else default
+
+
+#: the folders jobflow's ``run_locally`` and FireWorks' rockets make for a job
+_JOB_FOLDER_PREFIXES = ("job_", "launcher_")
+
+
+def link_job_folder() -> Path | None:
+    """Next to the running job's folder, a link named after the job (``aimd-3``).
+
+    jobflow and FireWorks name a job's folder by a time stamp only; the link
+    (``aimd-3 -> job_2026-...``) lets a user find a cycle's files. A rerun
+    points the link at its own folder. Outside such a folder, or for a job
+    without a name, nothing is linked; returns the link.
+    """
+    import os
+
+    name = current_stage("")
+    here = Path.cwd()
+    if not name or not here.name.startswith(_JOB_FOLDER_PREFIXES):
+        return None
+    link = here.parent / name.replace(" ", "-")
+    try:
+        if link.is_symlink():
+            link.unlink()
+        if not link.exists():
+            os.symlink(here.name, link)
+    except OSError:  # a read-only or shared folder: the time stamp stays the name
+        return None
+    return link
 
 
 def count_calculations(calculator, progress: StageProgress):

@@ -115,6 +115,11 @@ def test_haml_run_keeps_a_timestamped_log_of_every_stage_in_its_folder(
                   "cycle 1 | AIMD", "run: cycle 1/2", "aimd 2: step 8/8 (100 %)"):
         assert stage in text, stage
     assert "γ " in text and " K" in text
+    # each stage's folder is found by its name
+    for name in ("aimd-1", "training-1", "mlpmd-1", "aimd-2", "mlpmd-2"):
+        link = tmp_path / run_id / name
+        assert link.is_symlink() and link.resolve().name.startswith("job_"), name
+        assert link.resolve().parent == (tmp_path / run_id).resolve()
     # not on a terminal, the console lines are timestamped too
     assert any(line[:4].isdigit() and "mlpmd 1: step" in line
                for line in result.output.splitlines())

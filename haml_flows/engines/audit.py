@@ -28,6 +28,7 @@ from haml_flows.mtp.grade import mtp_calculator
 from haml_flows.mtp.sampling import evenly_spaced
 from haml_flows.schemas import AuditDoc, AuditedFrame, FaultCorrection
 from haml_flows.spec import AuditSpec
+from haml_flows.progress import link_job_folder
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ class AuditMaker(Maker):
         self, trajectory: Trajectory, selected: Trajectory | None, potential: str
     ) -> AuditDoc:
         """Audit the segment's saved ``trajectory`` (and ``selected`` frames) on ``potential``."""
+        link_job_folder()
         engine = getattr(self.reference, "engine_name", type(self.reference).__name__)
         with measure_cost() as meter:
             sample, chosen = audit_picks(trajectory, selected, self.audit)

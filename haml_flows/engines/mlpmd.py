@@ -29,7 +29,7 @@ from haml_flows.faults.collapse import CollapseGuard
 from haml_flows.mtp.frames import cfg_to_frames
 from haml_flows.engines.selection import SelectedFrames
 from haml_flows.mtp.grade import ActiveSet, GradeError, candidate_active_set, mtp_calculator
-from haml_flows.progress import StageProgress, current_stage
+from haml_flows.progress import StageProgress, current_stage, link_job_folder
 from haml_flows.schemas import ActiveSetDoc, MlpMdDoc
 from haml_flows.spec import ACTIVE_SET_FRAMES, MlpMdSpec
 
@@ -87,6 +87,7 @@ class MlpMdMaker(Maker):
         ``active_set`` and ``active_set_slots`` are the training job's (its
         ActiveSetDoc and slots); without them the active set is built here.
         """
+        link_job_folder()
         motep_log = logging.getLogger("motep")
         motep_level = motep_log.level
         # motep warns at every step closer than min_dist; the grade reports it

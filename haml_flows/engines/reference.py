@@ -26,6 +26,7 @@ from haml_flows.engines.frames import (
 from haml_flows.faults.handlers import MAX_CORRECTIONS, run_segment
 from haml_flows.schemas import AimdSegmentDoc, StageCost
 from haml_flows.spec import OptimizationSpec, ReferenceSpec
+from haml_flows.progress import link_job_folder
 
 LENNARD_JONES = {"sigma": 2.0, "epsilon": 0.05, "rc": 5.0, "smooth": True}
 
@@ -84,6 +85,7 @@ class AimdSegmentMaker(GFNxTBMDMaker):
         self, structure: Structure, prev_dir: str | Path | None = None
     ) -> AimdSegmentDoc:
         """Run the segment under custodian's handlers; return its frames and final state."""
+        link_job_folder()
         with measure_cost() as meter:
             trajectory, corrections, attempts, simulated_fs = run_segment(
                 self, structure, max_corrections=self.max_corrections

@@ -18,6 +18,7 @@ from haml_flows.mtp.training import train_mtp
 from haml_flows.mtp.grade import GradeError, candidate_active_set
 from haml_flows.schemas import ActiveSetDoc, TrainingDoc
 from haml_flows.spec import MtpSpec
+from haml_flows.progress import link_job_folder
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ class MtpTrainMaker(Maker):
         the last training (the audits'); they join before the new AIMD frames,
         whose newest part stays the held-out tail.
         """
+        link_job_folder()
         species = [Element(s).Z for s in self.mtp.species] if self.mtp.species else None
         old_frames = (
             cfg_to_frames(previous_training_set, species=species)
