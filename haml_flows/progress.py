@@ -94,13 +94,17 @@ def link_job_folder() -> Path | None:
     jobflow and FireWorks name a job's folder by a time stamp only; the link
     (``aimd-3 -> job_2026-...``) lets a user find a cycle's files. A rerun
     points the link at its own folder. Outside such a folder, or for a job
-    without a name, nothing is linked; returns the link.
+    that is not a cycle's stage, nothing is linked; returns the link.
     """
     import os
 
+    import re
+
     name = current_stage("")
     here = Path.cwd()
-    if not name or not here.name.startswith(_JOB_FOLDER_PREFIXES):
+    # a cycle's stage ("aimd 3", "mlpmd 12"); a bare maker name says nothing new
+    if not re.fullmatch(r"[a-z-]+ \d+", name) or not here.name.startswith(
+            _JOB_FOLDER_PREFIXES):
         return None
     link = here.parent / name.replace(" ", "-")
     try:
