@@ -2,7 +2,7 @@
 
 ``analyze_frames`` reduces any time-ordered stream of frames on the fly:
 temperature and MSD every frame, bond counts and products on at most
-``max_samples`` frames spread evenly in time, RDFs on the frames nearest to
+``max_samples`` frames spread evenly in time, RDFs averaged over time windows around
 the chosen times, similarity between the first and the last frame. Only a
 handful of frames are kept (first, last, one per RDF time), so memory stays
 bounded by the largest segment ``run_timeline`` holds.
@@ -62,8 +62,9 @@ CAPTIONS = {
     "(estimated from this run's own AIMD segments), and CPU seconds per stage.",
     "bonds": "Bonds per element pair over simulated time (cutoffs in the title).",
     "products": "Reaction products (anions coordinated only by Li) over simulated time.",
-    "rdf": "Partial radial distribution functions of the frame nearest each chosen time "
-    "(one frame each, not a time average).",
+    "rdf": "Partial radial distribution functions, each averaged over the frames of a "
+    "time window (the run's first and last by default; the legend gives the window "
+    "and the number of frames).",
     "msd": "Mean-square displacement of the electrolyte's Li and its linear fit.",
     "similarity": "Structure similarity between the optimized start and the last frame, "
     "overall and per species (1: unchanged).",
@@ -86,6 +87,10 @@ class AnalysisOptions:
     rdf_times_ps: list[float] | None = None
     rdf_r_max: float = 6.0
     rdf_bins: int = 120
+    #: each RDF averages the frames within this window (ps) around its time
+    #: (the first and the last window of the run by default); a window with
+    #: no frame falls back to the nearest frame
+    rdf_window_ps: float = 0.05
     #: bond cutoffs {'P-S': 2.5, ...}; default DEFAULT_CUTOFFS
     cutoffs: dict[str, float] | None = None
     products: list[ProductRule] = field(default_factory=lambda: list(DEFAULT_PRODUCTS))
@@ -135,8 +140,11 @@ class ProductAnalysis(_Result):
 class RdfFrame(_Result):
     """The RDFs of one frame."""
 
-    time_ps: float = Field(description="Simulated time of the frame, ps.")
+    time_ps: float = Field(description="Simulated time the RDFs stand for, ps.")
     g: dict[str, np.ndarray] = Field(description="g(r) per pair on RdfAnalysis.r.")
+    n_frames: int = Field(1, description="Frames averaged.")
+    window_ps: tuple[float, float] | None = Field(
+        None, description="Time window of the averaged frames, ps (None: one frame).")
     first_peak: dict[str, float] = Field(description="First peak position per pair, A.")
 
 
@@ -259,20 +267,35 @@ def _rdf_pairs(options: AnalysisOptions, cutoffs: dict, symbols: set) -> list[tu
     return pairs
 
 
-def _rdfs(frames: list[Frame], pairs: list[tuple], options: AnalysisOptions) -> RdfAnalysis:
-    results = []
-    for frame in frames:
-        acc = RdfAccumulator(pairs, options.rdf_r_max, options.rdf_bins)
-        acc.add(frame)
+class _RdfWindow:
+    """The frames of one RDF time: those within its window, else the nearest one."""
+
+    def __init__(self, time_fs: float, lo: float, hi: float) -> None:
+        self.time_fs, self.lo, self.hi = time_fs, lo, hi
+        self.acc: RdfAccumulator | None = None
+        self.nearest: tuple[float, Frame] | None = None
+
+    def offer(self, frame: Frame, pairs: list[tuple], options: AnalysisOptions) -> None:
+        if self.lo <= frame.time_fs <= self.hi:
+            if self.acc is None:
+                self.acc = RdfAccumulator(pairs, options.rdf_r_max, options.rdf_bins)
+            self.acc.add(frame)
+        dist = abs(frame.time_fs - self.time_fs)
+        if self.acc is None and (self.nearest is None or dist < self.nearest[0]):
+            self.nearest = (dist, _copy(frame))
+
+    def result(self, pairs: list[tuple], options: AnalysisOptions) -> tuple[RdfFrame, np.ndarray]:
+        acc, window = self.acc, (self.lo / 1000, self.hi / 1000)
+        if acc is None:
+            acc = RdfAccumulator(pairs, options.rdf_r_max, options.rdf_bins)
+            acc.add(self.nearest[1])
+            window = None
         g = acc.result()
-        results.append(
-            RdfFrame(
-                time_ps=frame.time_ps,
-                g=g,
-                first_peak={k: first_peak(acc.r, v) for k, v in g.items()},
-            )
-        )
-    return RdfAnalysis(r=acc.r, pairs=[f"{a}-{b}" for a, b in pairs], frames=results)
+        return RdfFrame(
+            time_ps=self.time_fs / 1000 if window else self.nearest[1].time_ps, g=g,
+            first_peak={k: first_peak(acc.r, v) for k, v in g.items()},
+            n_frames=acc.n_frames, window_ps=window,
+        ), acc.r
 
 
 def _products(rules: list[ProductRule], series: list[dict]) -> ProductAnalysis:
@@ -333,7 +356,9 @@ def analyze_frames(
     bond_series: list[dict[str, int]] = []
     product_series: list[dict[str, dict[str, int]]] = []
     rdf_targets = [t * 1000.0 for t in (options.rdf_times_ps or [])]
-    rdf_best: list[tuple[float, Frame] | None] = [None] * len(rdf_targets)
+    half = options.rdf_window_ps * 500.0  # fs
+    windows: list[_RdfWindow] = []
+    rdf_pairs: list[tuple] | None = None
     n_frames = 0
     pair_cutoff = None
 
@@ -360,11 +385,17 @@ def analyze_frames(
             sample(frame)
             last_sampled_time = frame.time_fs
             next_sample = frame.time_fs + spacing
-        for k, target in enumerate(rdf_targets):
-            best = rdf_best[k]
-            dist = abs(frame.time_fs - target)
-            if best is None or dist < best[0]:
-                rdf_best[k] = (dist, _copy(frame))
+        if rdf_pairs is None:
+            rdf_pairs = _rdf_pairs(options, cutoffs, set(frame.symbols))
+            t0, end = frame.time_fs, total_fs
+            if rdf_targets:
+                windows = [_RdfWindow(t, t - half, t + half) for t in rdf_targets]
+            else:  # the run's first and last windows (the last one needs the end)
+                windows = [_RdfWindow(t0, t0, t0 + 2 * half)]
+                if end is not None and end > t0:
+                    windows.append(_RdfWindow(end, max(t0, end - 2 * half), end))
+        for window in windows:
+            window.offer(frame, rdf_pairs, options)
         last = frame
     if first is None:
         raise ValueError("no frames to analyse")
@@ -372,9 +403,10 @@ def analyze_frames(
     if last_sampled_time != last.time_fs:
         sample(last)
 
-    rdf_frames = (
-        [b[1] for b in rdf_best] if rdf_targets else ([first, last] if n_frames > 1 else [first])
-    )
+    if not rdf_targets and len(windows) == 1 and n_frames > 1:  # no end given: last frame
+        windows.append(_RdfWindow(last.time_fs, np.inf, np.inf))
+        windows[-1].offer(last, rdf_pairs, options)
+    rdf_results = [w.result(rdf_pairs, options) for w in windows]
     mean_t = float(np.mean([t[1] for t in temps])) if temps else float("nan")
     bonds_initial, bonds_final = bond_series[0], bond_series[-1]
     return RunAnalysis(
@@ -400,7 +432,8 @@ def analyze_frames(
             change={k: bonds_final[k] - bonds_initial[k] for k in cutoffs},
         ),
         products=_products(options.products, product_series),
-        rdf=_rdfs(rdf_frames, _rdf_pairs(options, cutoffs, set(first.symbols)), options),
+        rdf=RdfAnalysis(r=rdf_results[0][1], pairs=[f"{a}-{b}" for a, b in rdf_pairs],
+                        frames=[f for f, _ in rdf_results]),
         similarity=similarity_details(first, last),
         msd=_msd(msd, options, mean_t),
     )
@@ -665,7 +698,9 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     for k, key in enumerate(rdf.pairs):
         ax = axes[k // cols][k % cols]
         for fr in rdf.frames:
-            ax.plot(rdf.r, fr.g[key], lw=1, label=f"{fr.time_ps:.3g} ps")
+            label = (f"{fr.window_ps[0]:.3g}–{fr.window_ps[1]:.3g} ps, {fr.n_frames} frames"
+                     if fr.window_ps else f"{fr.time_ps:.3g} ps, 1 frame")
+            ax.plot(rdf.r, fr.g[key], lw=1, label=label)
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("r (Å)", fontsize=8)
         ax.set_ylabel("g(r)", fontsize=8)

@@ -272,3 +272,22 @@ def test_analyze_frames_from_structures_finds_formed_products():
     assert result.products.final["LiCl"] == 4
     assert result.products.formed["LiCl"] == 4
     assert [f.time_ps for f in result.rdf.frames] == [0.0, 1.0]
+
+
+def test_rdfs_average_the_frames_of_a_window():
+    from haml_flows.analysis.report import AnalysisOptions, analyze_frames
+
+    lattice = np.diag([8.0, 8.0, 8.0])
+    rng = np.random.default_rng(3)
+    base = rng.random((16, 3))
+    symbols = ["Li"] * 8 + ["S"] * 8
+    frames = [Frame(float(t), symbols, (base + 0.002 * rng.standard_normal(base.shape)) % 1,
+                    lattice) for t in range(101)]
+    result = analyze_frames(iter(frames), AnalysisOptions(rdf_window_ps=0.01), total_fs=100.0)
+    first, last = result.rdf.frames
+    assert (first.n_frames, first.window_ps) == (11, (0.0, 0.01))
+    assert (last.n_frames, last.window_ps) == (11, (0.09, 0.1))
+    chosen = analyze_frames(iter(frames), AnalysisOptions(rdf_window_ps=0.01,
+                                                          rdf_times_ps=[0.05]))
+    (middle,) = chosen.rdf.frames
+    assert middle.n_frames == 11 and middle.window_ps == (0.045, 0.055)
