@@ -75,3 +75,21 @@ def job_store(haml_settings: HamlSettings):
     store.connect()
     yield store
     store.close()
+
+
+@pytest.fixture(autouse=True)
+def _progress_logger_restored():
+    """The command line attaches console and file handlers to the progress logger
+    and turns its propagation off; each test gets it back as it found it."""
+    import logging
+
+    logger = logging.getLogger("haml_flows.progress")
+    handlers, filters = list(logger.handlers), list(logger.filters)
+    propagate, level = logger.propagate, logger.level
+    yield
+    for handler in [h for h in logger.handlers if h not in handlers]:
+        logger.removeHandler(handler)
+        handler.close()
+    for f in [f for f in logger.filters if f not in filters]:
+        logger.removeFilter(f)
+    logger.propagate, logger.level = propagate, level
