@@ -68,6 +68,10 @@ class StageProgress:
             self.lines += 1
             logger.info(self.line(done, final=final, **fields))
 
+    def due(self) -> bool:
+        """Whether a line would be logged now: lets a hot loop skip building its fields."""
+        return time.monotonic() - self._last >= self.interval
+
     def tick(self, **fields) -> None:
         """One more unit done."""
         self.update(self.done + 1, **fields)

@@ -156,8 +156,9 @@ class MlpMdMaker(Maker):
             step = 0
             progress = StageProgress(current_stage("MLP-MD"), md.max_steps)
             for step, _ in enumerate(dynamics.irun(steps=md.max_steps)):
-                progress.update(step, force=step == 0, γ=f"{calc.last_gamma:.3g}",
-                                T=f"{atoms.get_temperature():.0f} K")
+                if step == 0 or progress.due():  # fields are built only for a line
+                    progress.update(step, force=True, γ=f"{calc.last_gamma:.3g}",
+                                    T=f"{atoms.get_temperature():.0f} K")
                 collapse = guard.check(step)
                 if collapse:
                     stop_reason = "collapse"
