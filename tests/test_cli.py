@@ -136,20 +136,34 @@ def test_commands_listed_in_the_order_a_user_meets_them():
     assert listed[-2:] == ["db", "mtp"]
 
 
-def test_start_up_loads_no_database_or_science_library():
-    # what `haml --help` pays for: typer, rich and the command modules only
+def _modules_loaded_by(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has loaded after running ``code``."""
     import subprocess
     import sys
 
-    code = (
-        "import sys, haml_flows.cli.main\n"
-        "heavy = [m for m in ('pymongo', 'pymatgen', 'maggma', 'jobflow', 'fireworks',"
-        " 'ase', 'numpy', 'scipy', 'pydantic', 'motep') if m in sys.modules]\n"
-        "print(','.join(heavy))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    probe = f"{code}\nimport sys\nprint(','.join(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == ""
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+def test_start_up_loads_no_database_or_science_library():
+    # what `haml --help` pays for: typer, rich and the command modules only
+    heavy = ("pymongo", "pymatgen", "maggma", "jobflow", "fireworks",
+             "ase", "numpy", "scipy", "pydantic", "motep")
+    assert _modules_loaded_by("import haml_flows.cli.main", heavy) == []
+
+
+def test_ranking_a_ranked_screen_loads_neither_maggma_nor_pymatgen():
+    # `haml results` on a ranked screen: pymongo and the LaunchPad, no JobStore,
+    # no structures (they load only to rank a newly finished run)
+    code = (
+        "from haml_flows.screening.ranking import candidate_rows, rank_rows, export\n"
+        "from haml_flows.database.stores import connect, make_launchpad\n"
+        "from haml_flows.screening.status import screen_status\n"
+        "make_launchpad()"
+    )
+    assert _modules_loaded_by(code, ("maggma", "pymatgen", "jobflow", "ase")) == []
 
 
 # --- read-only commands never start a database ---------------------------------

@@ -107,6 +107,16 @@ def show_progress(log_dir: Path | None = None, limits: tuple[int, float] | None 
     return path
 
 
+def _reach(settings: HamlSettings, start: bool) -> None:
+    """Make sure the database answers (starting the embedded one if ``start``), or fail."""
+    from haml_flows.database.server import DatabaseUnavailableError, ensure_database
+
+    try:
+        ensure_database(settings, start=start)
+    except DatabaseUnavailableError as exc:
+        fail(str(exc), code=2)
+
+
 def connect_store(settings: HamlSettings | None = None, start: bool = False):
     """The connected JobStore of the configured database.
 
@@ -115,15 +125,11 @@ def connect_store(settings: HamlSettings | None = None, start: bool = False):
     down; every other command leaves with a line naming the address that did
     not answer.
     """
-    from haml_flows.database.server import DatabaseUnavailableError, ensure_database
     from haml_flows.database.stores import make_job_store
     from haml_flows.settings import get_settings
 
     settings = get_settings(settings)
-    try:
-        ensure_database(settings, start=start)
-    except DatabaseUnavailableError as exc:
-        fail(str(exc), code=2)
+    _reach(settings, start)
     store = make_job_store(settings)
     store.connect()
     return store
@@ -134,19 +140,29 @@ class Clients:
     """Everything a screen command talks to, on the configured database."""
 
     settings: HamlSettings
-    store: object
+    store: object | None
     launchpad: object
     db: object
 
 
-def clients(settings: HamlSettings | None = None, start: bool = False) -> Clients:
-    """Settings, JobStore, LaunchPad and pymongo database on the configured server."""
+def clients(
+    settings: HamlSettings | None = None, start: bool = False, store: bool = True
+) -> Clients:
+    """Settings, JobStore, LaunchPad and pymongo database on the configured server.
+
+    ``store=False`` leaves the JobStore out (``Clients.store`` is None) for
+    commands that only query, which then do not load maggma.
+    """
     from haml_flows.database.stores import connect, make_launchpad
     from haml_flows.settings import get_settings
 
     settings = get_settings(settings)
-    store = connect_store(settings, start=start)
-    return Clients(settings, store, make_launchpad(settings), connect(settings))
+    if store:
+        job_store = connect_store(settings, start=start)
+    else:
+        _reach(settings, start)
+        job_store = None
+    return Clients(settings, job_store, make_launchpad(settings), connect(settings))
 
 
 def cycle_table(docs: list[CycleDoc], title: str) -> Table:

@@ -116,7 +116,7 @@ def status_command(
     """A screen's workflows: state, cycles and ps per candidate."""
     from haml_flows.screening.status import screen_names, screen_status
 
-    on = clients()
+    on = clients(store=False)
     names = [screen] if screen else screen_names(on.db)
     if not names:
         show("no screens submitted")
@@ -158,7 +158,7 @@ def results_command(
     for path, suffix in ((csv, ".csv"), (json_path, ".json")):
         if path is not None and path.suffix.lower() != suffix:
             fail(f"{path}: the file name must end in {suffix}", code=2)
-    on = clients()
+    on = clients(store=False)
     key = rank.value
     with Progress(console=_common.console, transient=True) as bar:
         task = bar.add_task("analysing finished candidates", total=None)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pymongo import ASCENDING
 
-from haml_flows.database.stores import ensure_output_indexes
-
 CANDIDATES = "haml_screen_candidates"
 RESULTS = "haml_screen_results"
 
@@ -36,6 +34,8 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
 
 def ensure_indexes(db, docs_collection: str) -> list[str]:
     """Create the screen indexes and the run indexes (a no-op when they exist)."""
+    from haml_flows.database.stores import ensure_output_indexes
+
     names = []
     for collection, indexes in INDEXES.items():
         for keys in indexes:

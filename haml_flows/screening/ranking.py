@@ -33,10 +33,6 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from pymatgen.core import Structure
-
-from haml_flows.analysis.bonds import bond_counts
-from haml_flows.analysis.similarity import structure_similarity
 from haml_flows.files import write_atomic
 from haml_flows.screening.collections import RESULTS
 from haml_flows.screening.rank_keys import RANK_KEYS
@@ -100,6 +96,12 @@ def structural_result(
     screen: str, candidate: str, run_id: str, parts: dict, totals: dict
 ) -> CandidateResultDoc:
     """Similarity and bond-count change between the optimized and the final structure."""
+    # loaded here: a screen ranked once reads its stored results without them
+    from pymatgen.core import Structure
+
+    from haml_flows.analysis.bonds import bond_counts
+    from haml_flows.analysis.similarity import structure_similarity
+
     start = Structure.from_dict(parts["start"])
     final = Structure.from_dict(parts["final"])
     before, after = bond_counts(start), bond_counts(final)
