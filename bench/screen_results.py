@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 
@@ -125,6 +126,18 @@ def rank_once(settings) -> tuple[float, float, int]:
     return wall, cpu, len(rows)
 
 
+def profile_command(command: list[str], env: dict, directory: Path) -> None:
+    """The command once under cProfile and once with ``-X importtime``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stats = directory / "results.prof"
+    profiled = [command[0], "-m", "cProfile", "-o", str(stats), *command[1:]]
+    subprocess.run(profiled, env=env, check=True, capture_output=True)
+    timed = [command[0], "-X", "importtime", *command[1:]]
+    done = subprocess.run(timed, env=env, check=True, capture_output=True, text=True)
+    (directory / "importtime.txt").write_text(done.stderr)
+    print(f"profile written to {stats} and {directory / 'importtime.txt'}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=50, help="Seeds per composition.")
@@ -132,6 +145,9 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="Only print.")
     parser.add_argument("--quiet-machine", action="store_true",
                         help="say in the doc that nothing else ran")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="also run the command under cProfile and -X importtime; "
+                             "write both into this directory")
     args = parser.parse_args()
 
     with private_server("screen_results") as (settings, tmp):
@@ -175,6 +191,8 @@ def main() -> int:
         import_cpu = (after.children_user - before.children_user
                       + after.children_system - before.children_system)
         rows = sum(1 for _ in out.open()) - 1
+        if args.profile is not None:
+            profile_command(command, env, args.profile)
     assert rows == n
     text = f"""{HEADING}
 
@@ -197,8 +215,11 @@ fingerprints and two bond counts); both are kept per finished run in
 `haml_screen_results`, so later rankings read {n} small documents. Of the
 whole command in a new process ({process_wall:.2f} s), {import_wall:.2f} s are interpreter
 start and the command line's own imports (typer and rich only); the rest is the
-command's imports (jobflow, FireWorks, pymatgen for the ranking) and its
-queries.{"" if process_wall <= 2.0 else f" Target for the whole command: at most 2 s, missed by {process_wall - 2.0:.1f} s."}
+command's imports (pymongo and FireWorks' LaunchPad; a ranked screen needs
+neither maggma nor pymatgen, which load only to rank a newly finished run),
+its queries and the printed table. Target for the whole command: at most 2 s,
+{"met" if process_wall <= 2.0 else f"missed by {process_wall - 2.0:.1f} s"}. `--profile DIR` writes the command's cProfile
+and `-X importtime` output.
 """
     publish(text, HEADING, write=not args.no_write)
     return 0
