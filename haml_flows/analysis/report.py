@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from haml_flows.analysis.bonds import DEFAULT_CUTOFFS, counts_from_pairs
 from haml_flows.analysis.cost import cost_summary
 from haml_flows.analysis.neighbors import frame_pairs, parse_pair
+from haml_flows.analysis.plotting import integer_ticks, jsonable, pyplot, save
 from haml_flows.analysis.products import (
     DEFAULT_PRODUCTS,
     ProductRule,
@@ -298,17 +299,79 @@ class _RdfWindow:
         ), acc.r
 
 
-def _products(rules: list[ProductRule], series: list[dict]) -> ProductAnalysis:
-    initial = {k: v["units"] for k, v in series[0].items()}
-    final = {k: v["units"] for k, v in series[-1].items()}
-    return ProductAnalysis(
-        rules=[rule.__dict__ for rule in rules],
-        series={k: [p[k]["units"] for p in series] for k in initial},
-        clusters_final={k: v["clusters"] for k, v in series[-1].items()},
-        initial=initial,
-        final=final,
-        formed={k: final[k] - initial[k] for k in initial},
-    )
+class CountSampler:
+    """Bond counts and reaction products on frames spread evenly in time.
+
+    ``offer`` counts a frame when ``total_fs / max_samples`` has passed since
+    the last counted one (every frame when ``total_fs`` is unknown); ``finish``
+    counts the stream's last frame if it was not. One neighbour list per
+    counted frame serves both.
+    """
+
+    def __init__(
+        self,
+        cutoffs: dict[str, float],
+        products: list[ProductRule],
+        total_fs: float | None = None,
+        max_samples: int = 400,
+    ) -> None:
+        self.cutoffs, self.rules = cutoffs, products
+        self.spacing = (total_fs / max_samples) if total_fs else 0.0
+        self.next_fs = -np.inf
+        self.times_fs: list[float] = []
+        self.bonds: list[dict[str, int]] = []
+        self.products: list[dict[str, dict[str, int]]] = []
+        self._pair_cutoff: float | None = None
+
+    def count(self, frame: Frame) -> None:
+        """Count bonds and products of ``frame`` now."""
+        if self._pair_cutoff is None:
+            self._pair_cutoff = max(
+                max(self.cutoffs.values(), default=0.0),
+                needed_cutoff(self.rules, frame.symbols),
+            )
+        pairs = frame_pairs(frame, self._pair_cutoff)
+        self.times_fs.append(frame.time_fs)
+        self.bonds.append(counts_from_pairs(pairs, self.cutoffs))
+        self.products.append(products_from_pairs(pairs, self.rules))
+
+    def offer(self, frame: Frame) -> None:
+        """Count ``frame`` if a sample is due at its time."""
+        if frame.time_fs >= self.next_fs:
+            self.count(frame)
+            self.next_fs = frame.time_fs + self.spacing
+
+    def finish(self, last: Frame) -> None:
+        """Count the last frame of the stream unless it was counted."""
+        if not self.times_fs or self.times_fs[-1] != last.time_fs:
+            self.count(last)
+
+    @property
+    def times_ps(self) -> list[float]:
+        return [t / 1000 for t in self.times_fs]
+
+    def bond_analysis(self) -> BondAnalysis:
+        initial, final = self.bonds[0], self.bonds[-1]
+        return BondAnalysis(
+            cutoffs=self.cutoffs,
+            series={k: [b[k] for b in self.bonds] for k in self.cutoffs},
+            initial=initial,
+            final=final,
+            change={k: final[k] - initial[k] for k in self.cutoffs},
+        )
+
+    def product_analysis(self) -> ProductAnalysis:
+        series = self.products
+        initial = {k: v["units"] for k, v in series[0].items()}
+        final = {k: v["units"] for k, v in series[-1].items()}
+        return ProductAnalysis(
+            rules=[rule.__dict__ for rule in self.rules],
+            series={k: [p[k]["units"] for p in series] for k in initial},
+            clusters_final={k: v["clusters"] for k, v in series[-1].items()},
+            initial=initial,
+            final=final,
+            formed={k: final[k] - initial[k] for k in initial},
+        )
 
 
 def _msd(msd: MsdAccumulator, options: AnalysisOptions, mean_t: float) -> MsdAnalysis:
@@ -345,34 +408,16 @@ def analyze_frames(
     """Reduce a time-ordered stream of frames in one pass."""
     options = options or AnalysisOptions()
     cutoffs = dict(DEFAULT_CUTOFFS if options.cutoffs is None else options.cutoffs)
-    spacing = (total_fs / options.max_samples) if total_fs else 0.0
-    next_sample = -np.inf
+    counts = CountSampler(cutoffs, options.products, total_fs, options.max_samples)
     first: Frame | None = None
     last: Frame | None = None
-    last_sampled_time = None
     temps: list[tuple[float, float, int, str]] = []
     msd = MsdAccumulator(options.msd_species, electrolyte_only=options.msd_electrolyte_only)
-    samples_t: list[float] = []
-    bond_series: list[dict[str, int]] = []
-    product_series: list[dict[str, dict[str, int]]] = []
     rdf_targets = [t * 1000.0 for t in (options.rdf_times_ps or [])]
     half = options.rdf_window_ps * 500.0  # fs
     windows: list[_RdfWindow] = []
     rdf_pairs: list[tuple] | None = None
     n_frames = 0
-    pair_cutoff = None
-
-    def sample(frame: Frame) -> None:
-        nonlocal pair_cutoff
-        if pair_cutoff is None:
-            pair_cutoff = max(
-                max(cutoffs.values(), default=0.0),
-                needed_cutoff(options.products, frame.symbols),
-            )
-        pairs = frame_pairs(frame, pair_cutoff)
-        samples_t.append(frame.time_fs)
-        bond_series.append(counts_from_pairs(pairs, cutoffs))
-        product_series.append(products_from_pairs(pairs, options.products))
 
     for frame in frames:
         n_frames += 1
@@ -381,10 +426,7 @@ def analyze_frames(
         if frame.temperature is not None:
             temps.append((frame.time_fs, frame.temperature, frame.cycle, frame.stage))
         msd.add(frame)
-        if frame.time_fs >= next_sample:
-            sample(frame)
-            last_sampled_time = frame.time_fs
-            next_sample = frame.time_fs + spacing
+        counts.offer(frame)
         if rdf_pairs is None:
             rdf_pairs = _rdf_pairs(options, cutoffs, set(frame.symbols))
             t0, end = frame.time_fs, total_fs
@@ -400,18 +442,16 @@ def analyze_frames(
     if first is None:
         raise ValueError("no frames to analyse")
     last = _copy(last)
-    if last_sampled_time != last.time_fs:
-        sample(last)
+    counts.finish(last)
 
     if not rdf_targets and len(windows) == 1 and n_frames > 1:  # no end given: last frame
         windows.append(_RdfWindow(last.time_fs, np.inf, np.inf))
         windows[-1].offer(last, rdf_pairs, options)
     rdf_results = [w.result(rdf_pairs, options) for w in windows]
     mean_t = float(np.mean([t[1] for t in temps])) if temps else float("nan")
-    bonds_initial, bonds_final = bond_series[0], bond_series[-1]
     return RunAnalysis(
         n_frames=n_frames,
-        n_samples=len(samples_t),
+        n_samples=len(counts.times_fs),
         first_time_ps=first.time_ps,
         last_time_ps=last.time_ps,
         formula=last.to_structure().composition.reduced_formula,
@@ -423,15 +463,9 @@ def analyze_frames(
             stage=[t[3] for t in temps],
             mean=mean_t,
         ),
-        samples_time_ps=[t / 1000 for t in samples_t],
-        bonds=BondAnalysis(
-            cutoffs=cutoffs,
-            series={k: [b[k] for b in bond_series] for k in cutoffs},
-            initial=bonds_initial,
-            final=bonds_final,
-            change={k: bonds_final[k] - bonds_initial[k] for k in cutoffs},
-        ),
-        products=_products(options.products, product_series),
+        samples_time_ps=counts.times_ps,
+        bonds=counts.bond_analysis(),
+        products=counts.product_analysis(),
         rdf=RdfAnalysis(r=rdf_results[0][1], pairs=[f"{a}-{b}" for a, b in rdf_pairs],
                         frames=[f for f, _ in rdf_results]),
         similarity=similarity_details(first, last),
@@ -563,18 +597,9 @@ def audit_analysis(store, docs, spec: dict) -> AuditAnalysis:
 # ---------------------------------------------------------------- figures
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _series_figure(ts, series_by_key: dict, segs, ylabel: str, title: str, path) -> None:
     """Counts over simulated time, one line per non-zero series, cycles marked."""
-    fig, ax = _plt().subplots(figsize=(8, 3.6))
+    fig, ax = pyplot().subplots(figsize=(8, 3.6))
     for key, series in series_by_key.items():
         if any(series):
             ax.plot(ts, series, "-", label=key)
@@ -582,17 +607,11 @@ def _series_figure(ts, series_by_key: dict, segs, ylabel: str, title: str, path)
     ax.set_xlabel("simulated time (ps)")
     ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_locator(_integer_ticks())
+    ax.yaxis.set_major_locator(integer_ticks())
     ax.set_title(title, fontsize=9)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, ncol=2)
-    _save(fig, path)
-
-
-def _integer_ticks():
-    from matplotlib.ticker import MaxNLocator
-
-    return MaxNLocator(integer=True)
+    save(fig, path)
 
 
 def _mark_cycles(ax, segs: list[dict]) -> None:
@@ -604,15 +623,9 @@ def _mark_cycles(ax, segs: list[dict]) -> None:
             ax.axvline(s["start_fs"] / 1000, color="grey", ls="--", lw=0.7)
 
 
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-
-
 def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     """All figures of one run; returns {key: file name}."""
-    plt = _plt()
+    plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     segs = result.segments
     written = {}
@@ -639,7 +652,7 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     ax.set_ylim(bottom=0)
     ax.set_title("Temperature; dashed lines: cycle starts, shaded: AIMD")
     ax.legend(loc="best", fontsize=8)
-    _save(fig, out_dir / FIGURES["temperature"])
+    save(fig, out_dir / FIGURES["temperature"])
     written["temperature"] = FIGURES["temperature"]
 
     # simulated time vs cycle
@@ -655,11 +668,11 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
         total.set_ylabel("total simulated time (ps)")
         total.set_ylim(bottom=0)
         ax.legend(loc="upper left", fontsize=8)
-    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.xaxis.set_major_locator(integer_ticks())
     ax.set_xlabel("cycle")
     ax.set_ylabel("simulated time per cycle (ps)")
     ax.set_title("Simulated time per cycle")
-    _save(fig, out_dir / FIGURES["simulated_time"])
+    save(fig, out_dir / FIGURES["simulated_time"])
     written["simulated_time"] = FIGURES["simulated_time"]
 
     # cost
@@ -677,7 +690,7 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
                 color=["tab:orange", "tab:green", "tab:blue"])
         ax2.set_ylabel("CPU seconds")
         ax2.set_title("CPU time per stage")
-    _save(fig, out_dir / FIGURES["cost"])
+    save(fig, out_dir / FIGURES["cost"])
     written["cost"] = FIGURES["cost"]
 
     ts = result.samples_time_ps
@@ -707,7 +720,7 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
         ax.legend(fontsize=7)
     for k in range(len(rdf.pairs), rows * cols):
         axes[k // cols][k % cols].axis("off")
-    _save(fig, out_dir / FIGURES["rdf"])
+    save(fig, out_dir / FIGURES["rdf"])
     written["rdf"] = FIGURES["rdf"]
 
     # MSD
@@ -726,7 +739,7 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     ax.set_ylabel("MSD (Å²)")
     ax.set_title("Mean-square displacement")
     ax.legend(fontsize=8)
-    _save(fig, out_dir / FIGURES["msd"])
+    save(fig, out_dir / FIGURES["msd"])
     written["msd"] = FIGURES["msd"]
 
     # similarity
@@ -739,7 +752,7 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
     ax.axhline(1.0, color="grey", lw=0.7, ls="--")
     ax.set_ylabel("similarity (initial vs final)")
     ax.set_title(f"Structure similarity {sim['similarity']:.4f}")
-    _save(fig, out_dir / FIGURES["similarity"])
+    save(fig, out_dir / FIGURES["similarity"])
     written["similarity"] = FIGURES["similarity"]
 
     if result.audit is not None and result.audit.force_rmse:
@@ -755,7 +768,7 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
 
 def _gamma_figure(cyc: CycleTiming, gamma_break: float | None, path: Path) -> None:
     """γ per cycle's segment (largest, at the stop) with γ_break; log axis."""
-    fig, ax = _plt().subplots(figsize=(6, 3.6))
+    fig, ax = pyplot().subplots(figsize=(6, 3.6))
     ran = [i for i, c in enumerate(cyc.cycle) if cyc.gamma_max]
     if ran:
         x = np.asarray(cyc.cycle)
@@ -765,17 +778,17 @@ def _gamma_figure(cyc: CycleTiming, gamma_break: float | None, path: Path) -> No
         ax.axhline(gamma_break, color="tab:red", ls="--", lw=1,
                    label=f"γ_break {gamma_break:g}")
     ax.set_yscale("log")
-    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.xaxis.set_major_locator(integer_ticks())
     ax.set_xlabel("cycle")
     ax.set_ylabel("extrapolation grade γ")
     ax.set_title("Grade of each MLP-MD segment")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def _learning_figure(cyc: CycleTiming, path: Path) -> None:
     """Held-out force and energy RMSE against training-set size (trained cycles only)."""
-    fig, ax = _plt().subplots(figsize=(6, 3.6))
+    fig, ax = pyplot().subplots(figsize=(6, 3.6))
     trained = [i for i, c in enumerate(cyc.continued or [False] * len(cyc.cycle)) if not c]
     if trained and cyc.training_set_size:
         n = np.asarray(cyc.training_set_size)[trained]
@@ -794,12 +807,12 @@ def _learning_figure(cyc: CycleTiming, path: Path) -> None:
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.set_title("Learning curve: error of each cycle's MTP")
-    _save(fig, path)
+    save(fig, path)
 
 
 def _audit_figure(audit: AuditAnalysis, path: Path) -> None:
     """Audited force error against the grade (the switching rule's calibration) and in time."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     kinds = np.asarray(audit.kind)
     gamma = np.asarray([g if g is not None else np.nan for g in audit.gamma], dtype=float)
@@ -826,31 +839,16 @@ def _audit_figure(audit: AuditAnalysis, path: Path) -> None:
     ax2.set_xlim(left=0)
     ax2.set_title("MLP error along the run")
     ax1.legend(fontsize=7)
-    _save(fig, path)
+    save(fig, path)
 
 
 # ---------------------------------------------------------------- summary, HTML
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return v if np.isfinite(v) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def summary_of(result: RunAnalysis, figures: dict[str, str] | None = None) -> dict:
     """The small, script-readable summary (no per-frame series): summary.json."""
     cost = result.cost or {}
-    return _jsonable(
+    return jsonable(
         {
             "run_id": result.run_id,
             "name": result.name,
@@ -1006,7 +1004,7 @@ def write_report(result: RunAnalysis, out_dir: Path) -> dict:
                 "msd_A2": result.msd.msd_A2},
         "cycles": result.cycles.model_dump() if result.cycles else None,
     }
-    (out_dir / "series.json").write_text(json.dumps(_jsonable(series)))
+    (out_dir / "series.json").write_text(json.dumps(jsonable(series)))
     write_html(summary, figures, out_dir / "index.html")
     return summary
 
@@ -1044,7 +1042,7 @@ def compare_summaries(summaries: list[dict], out_dir: Path | None = None) -> dic
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        plt = _plt()
+        plt = pyplot()
         fig, axes = plt.subplots(1, 3, figsize=(14, 4))
         x = np.arange(len(labels))
         colours = [f"C{i % 10}" for i in range(len(labels))]
@@ -1062,7 +1060,7 @@ def compare_summaries(summaries: list[dict], out_dir: Path | None = None) -> dic
         axes[1].set_xticklabels(keys, rotation=30)
         axes[1].axhline(0, color="k", lw=0.6)
         axes[1].set_ylabel("bond-count change (bonds)")
-        axes[1].yaxis.set_major_locator(_integer_ticks())
+        axes[1].yaxis.set_major_locator(integer_ticks())
         axes[1].set_title("bond-count change (final - initial)")
         axes[1].legend(fontsize=7)
         haml = [v or 0.0 for v in table["haml_cpu_h_per_ps"]]
@@ -1077,10 +1075,10 @@ def compare_summaries(summaries: list[dict], out_dir: Path | None = None) -> dic
         for ax in (axes[0], axes[2]):
             ax.set_xticks(x)
             ax.set_xticklabels(labels, rotation=20, fontsize=7)
-        _save(fig, out_dir / "compare.png")
+        save(fig, out_dir / "compare.png")
         table["figure"] = "compare.png"
-        (out_dir / "compare.json").write_text(json.dumps(_jsonable(table), indent=2))
-    return _jsonable(table)
+        (out_dir / "compare.json").write_text(json.dumps(jsonable(table), indent=2))
+    return jsonable(table)
 
 
 def compare_runs(
