@@ -37,6 +37,8 @@ class Frame:
     stage: str = "static"
     temperature: float | None = None
     energy: float | None = None
+    properties: dict = field(default_factory=dict, repr=False)
+    """The frame's stored properties as read (energy, forces, velocities, ...)."""
     _atoms: Atoms | None = field(default=None, repr=False)
 
     @property
@@ -126,6 +128,7 @@ def trajectory_frames(
             stage=stage,
             temperature=_float_or_none(p.get("temperature")),
             energy=_float_or_none(p.get("energy")),
+            properties=p,
         )
 
 
@@ -143,16 +146,20 @@ class Segment:
     start_fs: float
     end_fs: float
     time_step_fs: float
+    engine: str = ""
+    """The engine whose energies and forces the frames carry, e.g. 'GFN1-xTB'."""
 
 
-def _time_step(store, job_uuid: str, simulated_fs: float, steps: int) -> float:
+def _step_and_engine(store, job_uuid: str, simulated_fs: float, steps: int
+                     ) -> tuple[float, str]:
     doc = store.query_one(
-        {"uuid": job_uuid}, properties=["output.time_step_fs"], load=False
+        {"uuid": job_uuid}, properties=["output.time_step_fs", "output.engine"], load=False
     )
-    try:
-        return float(doc["output"]["time_step_fs"])
-    except (TypeError, KeyError):
-        return simulated_fs / steps if steps else 1.0
+    output = (doc or {}).get("output") or {}
+    step = output.get("time_step_fs")
+    if step is None:
+        step = simulated_fs / steps if steps else 1.0
+    return float(step), str(output.get("engine", ""))
 
 
 def segments(store, run_id: str, docs: list[CycleDoc] | None = None) -> list[Segment]:
@@ -165,14 +172,14 @@ def segments(store, run_id: str, docs: list[CycleDoc] | None = None) -> list[Seg
             out.append(
                 Segment(
                     doc.cycle, "aimd", doc.aimd_job, start, start + doc.aimd_fs,
-                    _time_step(store, doc.aimd_job, doc.aimd_fs, doc.aimd_steps),
+                    *_step_and_engine(store, doc.aimd_job, doc.aimd_fs, doc.aimd_steps),
                 )
             )
         out.append(
             Segment(
                 doc.cycle, "mlpmd", doc.mlpmd_job, start + doc.aimd_fs,
                 doc.cumulative_fs,
-                _time_step(store, doc.mlpmd_job, doc.mlpmd_fs, doc.mlpmd_steps),
+                *_step_and_engine(store, doc.mlpmd_job, doc.mlpmd_fs, doc.mlpmd_steps),
             )
         )
     return out
