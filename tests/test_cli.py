@@ -103,8 +103,8 @@ def _haml(*args, env=None, cwd=None):
 
 
 COMMANDS = [
-    [], ["run"], ["cycles"], ["runs"], ["report"], ["compare"], ["resume"], ["screen"],
-    ["worker"], ["status"], ["results"], ["build"], ["build", "li-lpsc"],
+    [], ["run"], ["cycles"], ["runs"], ["report"], ["compare"], ["export"], ["resume"],
+    ["screen"], ["worker"], ["status"], ["results"], ["build"], ["build", "li-lpsc"],
     ["build", "li-lifsi-dme"], ["db"], ["db", "start"], ["mtp"], ["mtp", "grade"],
 ]
 
@@ -132,6 +132,7 @@ def test_commands_listed_in_the_order_a_user_meets_them():
     listed = [line.split()[0] for line in result.output.split("Commands:")[1].splitlines()
               if line.startswith("  ") and not line.startswith("   ")]
     assert listed[:4] == ["run", "cycles", "runs", "report"]
+    assert listed.index("compare") < listed.index("export") < listed.index("resume")
     assert listed.index("build") < listed.index("screen") < listed.index("worker")
     assert listed[-2:] == ["db", "mtp"]
 
@@ -171,6 +172,7 @@ def test_ranking_a_ranked_screen_loads_neither_maggma_nor_pymatgen():
 @pytest.mark.parametrize("command", [
     ["cycles", "some-run"], ["runs"], ["status"], ["results", "--screen", "s"],
     ["report", "some-run"], ["compare", "a", "b"], ["resume", "some-run"],
+    ["export", "some-run"],
 ])
 def test_read_only_commands_name_the_silent_address(command, tmp_path, unused_port):
     from haml_flows.database.server import EmbeddedServer

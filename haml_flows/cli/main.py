@@ -26,6 +26,7 @@ from haml_flows.cli._common import (
 )
 from haml_flows.cli.build import build_app
 from haml_flows.cli.db import db_app
+from haml_flows.cli.export import export_command
 from haml_flows.cli.mtp import mtp_app
 from haml_flows.cli.report import compare_command, report_command
 from haml_flows.cli.resume import resume_command
@@ -48,10 +49,10 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-#: commands in the order a user meets them: run and look, report, resume,
+#: commands in the order a user meets them: run and look, report, export, resume,
 #: build, screen on workers, then the database and MTP tools
-ORDER = ["run", "cycles", "runs", "report", "compare", "resume", "build", "screen",
-         "worker", "status", "results", "db", "mtp"]
+ORDER = ["run", "cycles", "runs", "report", "compare", "export", "resume", "build",
+         "screen", "worker", "status", "results", "db", "mtp"]
 
 
 class _InOrder(TyperGroup):
@@ -232,6 +233,7 @@ def runs_command(
 
 app.command("report")(report_command)
 app.command("compare")(compare_command)
+app.command("export")(export_command)
 app.command("resume")(resume_command)
 app.add_typer(build_app, name="build")
 app.command("screen")(screen_command)
