@@ -104,8 +104,9 @@ def _haml(*args, env=None, cwd=None):
 
 COMMANDS = [
     [], ["run"], ["cycles"], ["runs"], ["report"], ["compare"], ["export"], ["resume"],
-    ["screen"], ["worker"], ["status"], ["results"], ["build"], ["build", "li-lpsc"],
-    ["build", "li-lifsi-dme"], ["db"], ["db", "start"], ["mtp"], ["mtp", "grade"],
+    ["submit"], ["screen"], ["worker"], ["status"], ["results"], ["build"],
+    ["build", "li-lpsc"], ["build", "li-lifsi-dme"], ["db"], ["db", "start"], ["mtp"],
+    ["mtp", "grade"],
 ]
 
 
@@ -134,6 +135,8 @@ def test_commands_listed_in_the_order_a_user_meets_them():
     assert listed[:4] == ["run", "cycles", "runs", "report"]
     assert listed.index("compare") < listed.index("export") < listed.index("resume")
     assert listed.index("build") < listed.index("screen") < listed.index("worker")
+    # a run is submitted to workers the way a screen is, right before it
+    assert listed.index("submit") == listed.index("screen") - 1
     assert listed[-2:] == ["db", "mtp"]
 
 

@@ -36,6 +36,7 @@ from haml_flows.cli.screen import (
     status_command,
     worker_command,
 )
+from haml_flows.cli.submit import submit_command
 
 
 def _version(value: bool) -> None:
@@ -50,9 +51,9 @@ def _version(value: bool) -> None:
 
 
 #: commands in the order a user meets them: run and look, report, export, resume,
-#: build, screen on workers, then the database and MTP tools
+#: build, submit runs and screens to workers, then the database and MTP tools
 ORDER = ["run", "cycles", "runs", "report", "compare", "export", "resume", "build",
-         "screen", "worker", "status", "results", "db", "mtp"]
+         "submit", "screen", "worker", "status", "results", "db", "mtp"]
 
 
 class _InOrder(TyperGroup):
@@ -236,6 +237,7 @@ app.command("compare")(compare_command)
 app.command("export")(export_command)
 app.command("resume")(resume_command)
 app.add_typer(build_app, name="build")
+app.command("submit")(submit_command)
 app.command("screen")(screen_command)
 app.command("worker")(worker_command)
 app.command("status")(status_command)
