@@ -182,7 +182,8 @@ def submit_command(
     if qadapter_file is None:
         say(f"{names['qadapter']}: a copy of docs/my_qadapter_slurm.yaml (or _pbs) with "
             "your paths, partition and account")
-    say("launch it with a batch job at a time (a run's jobs follow one another):")
+    say("launch it, one batch job at a time (a run's jobs follow one another; -m counts "
+        "all your jobs in the adapter's partition):")
     say(f"  {lines['qlaunch']}")
     say("or on this machine:")
     say(f"  {lines['rlaunch']}")
