@@ -21,6 +21,9 @@ from haml_flows.cli.main import app
 DATA = Path(__file__).parent / "data"
 DOCS = Path(__file__).parents[1] / "docs"
 runner = CliRunner()
+# loading a queue adapter as qlaunch does walks FireWorks' packages, its own
+# tests included, whose marks this pytest does not know
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnknownMarkWarning")
 
 
 @pytest.fixture
