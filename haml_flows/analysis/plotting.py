@@ -27,9 +27,10 @@ def integer_ticks():
     return MaxNLocator(integer=True)
 
 
-def save(fig, path: Path) -> None:
-    """Lay the figure out, write it as PNG (110 dpi) and close it."""
-    fig.tight_layout()
+def save(fig, path: Path, rect: tuple[float, float, float, float] | None = None) -> None:
+    """Lay the figure out (within ``rect`` of the figure, leaving room for a note below
+    or a legend), write it as PNG (110 dpi) and close it."""
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     pyplot().close(fig)
 

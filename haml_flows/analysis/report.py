@@ -538,23 +538,28 @@ def analyze_run(store, run_id: str, options: AnalysisOptions | None = None) -> R
             "run_id": run_id,
             "name": run.name if run else run_id,
             "cost": cost_summary(docs, run),
-            "cycles": CycleTiming(
-                cycle=[d.cycle for d in docs],
-                cumulative_ps=[d.cumulative_ps for d in docs],
-                aimd_fs=[d.aimd_fs for d in docs],
-                mlpmd_fs=[d.mlpmd_fs for d in docs],
-                stop_reason=[d.stop_reason for d in docs],
-                gamma_max=[d.gamma_max for d in docs],
-                gamma_at_stop=[d.gamma_at_stop for d in docs],
-                training_set_size=[d.training_set_size for d in docs],
-                force_rmse=[d.force_rmse for d in docs],
-                energy_rmse=[d.energy_rmse for d in docs],
-                continued=[bool(d.continued) for d in docs],
-            ),
+            "cycles": cycle_timing(docs),
             "parameters": run_parameters(run.spec if run else {}),
             "segments": [s.__dict__ for s in segs],
             "audit": audit_analysis(store, docs, run.spec if run else {}),
         }
+    )
+
+
+def cycle_timing(docs) -> CycleTiming:
+    """The per-cycle series of a run's CycleDocs (in cycle order)."""
+    return CycleTiming(
+        cycle=[d.cycle for d in docs],
+        cumulative_ps=[d.cumulative_ps for d in docs],
+        aimd_fs=[d.aimd_fs for d in docs],
+        mlpmd_fs=[d.mlpmd_fs for d in docs],
+        stop_reason=[d.stop_reason for d in docs],
+        gamma_max=[d.gamma_max for d in docs],
+        gamma_at_stop=[d.gamma_at_stop for d in docs],
+        training_set_size=[d.training_set_size for d in docs],
+        force_rmse=[d.force_rmse for d in docs],
+        energy_rmse=[d.energy_rmse for d in docs],
+        continued=[bool(d.continued) for d in docs],
     )
 
 

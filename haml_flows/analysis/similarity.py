@@ -85,11 +85,16 @@ def similarity_details(
     return {
         "similarity": total,
         "per_species": per_species,
-        "method": (
-            f"cosine similarity of per-species averaged smooth radial "
-            f"fingerprints (r_max={r_max} A, sigma={sigma} A, cosine cutoff)"
-        ),
+        "method": similarity_method(r_max, sigma),
     }
+
+
+def similarity_method(r_max: float = 6.0, sigma: float = 0.15) -> str:
+    """How the similarity is computed, in words (for reports and figures)."""
+    return (
+        f"cosine similarity of per-species averaged smooth radial "
+        f"fingerprints (r_max={r_max} A, sigma={sigma} A, cosine cutoff)"
+    )
 
 
 def structure_similarity(first, second, **kwargs) -> float:
