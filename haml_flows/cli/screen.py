@@ -44,8 +44,33 @@ def _unknown_screen(db, name: str) -> str:
     return f"no screen named {name!r}; submitted: {', '.join(names) or 'none'}"
 
 
+def _progress_bar() -> Progress:
+    """A transient bar on a terminal; nothing at all in a log or a pipe."""
+    return Progress(console=_common.console, transient=True,
+                    disable=not _common.console.is_terminal)
+
+
 def _label(dopant, concentration) -> str:
     return "undoped" if dopant is None else f"{dopant} {concentration:g}"
+
+
+GUARD_LABELS = {"temperature_band": "band", "close_contact": "contact",
+                "bad_forces": "forces", "overheating": "hot", "other": "other"}
+
+
+def _audit_cells(audit) -> tuple[str, str, str]:
+    """'max / last' audited force RMSE, 'failed of audited', guards fired by kind."""
+    if audit is None:
+        return "–", "–", "–"
+    if audit.audited_cycles:
+        rmse = f"{audit.audit_force_rmse_max:.3f}/{audit.audit_force_rmse_last:.3f}"
+        failed = f"{audit.audits_failed} of {audit.audited_cycles}"
+    else:
+        rmse, failed = "no audit", "–"
+    fired = [f"{GUARD_LABELS.get(k, k)} {n}" for k, n in audit.guards.items() if n]
+    if audit.training_fallbacks:
+        fired.append(f"fallback {audit.training_fallbacks}")
+    return rmse, failed, ", ".join(fired) or "none"
 
 
 def screen_command(
@@ -151,16 +176,24 @@ def results_command(
     reverse: bool = typer.Option(False, "--reverse", help="Worst first."),
     csv: Path = typer.Option(None, "--csv", help="Write the ranked table as CSV."),
     json_path: Path = typer.Option(None, "--json", help="Write the ranked table as JSON."),
+    figures: Path = typer.Option(
+        None, "--figures", metavar="DIR",
+        help="Also draw the candidates side by side into DIR: similarity (Fig. 5e), bond "
+        "changes (Fig. 5f), simulated time per cycle (Fig. 4a), bond series, products "
+        "(PNG, products.csv/.md, series.json).",
+    ),
 ) -> None:
-    """Rank a screen's candidates: similarity, bonds, cost, speed-up."""
+    """Rank a screen's candidates: similarity, bonds, cost, speed-up, audit."""
     from haml_flows.screening.ranking import candidate_rows, export, rank_rows
 
     for path, suffix in ((csv, ".csv"), (json_path, ".json")):
         if path is not None and path.suffix.lower() != suffix:
             fail(f"{path}: the file name must end in {suffix}", code=2)
+    if figures is not None and figures.exists() and not figures.is_dir():
+        fail(f"--figures {figures}: a file is there; give a directory for the figures", code=2)
     on = clients(store=False)
     key = rank.value
-    with Progress(console=_common.console, transient=True) as bar:
+    with _progress_bar() as bar:
         task = bar.add_task("analysing finished candidates", total=None)
         rows = candidate_rows(
             on.db, on.launchpad, screen, on.settings.DOCS_COLLECTION,
@@ -168,29 +201,64 @@ def results_command(
         )
     if not rows:
         fail(_unknown_screen(on.db, screen), code=1)
+    if figures is not None and not any(r.cycles for r in rows):
+        fail(f"--figures: no candidate of screen {screen!r} has a stored cycle yet; "
+             "nothing to draw (haml status --screen shows their progress)", code=1)
+    in_screen_order = rows
     rows = rank_rows(rows, key, reverse)
     table = Table(
         title=f"screen {screen} ranked by {key}",
+        collapse_padding=True,
         caption="similarity: final vs optimized structure (1 = unchanged); "
-        "|Δ bonds|: summed bond-count change; cost in CPU h per simulated ps",
+        "|Δ bonds|: summed bond-count change; cost in CPU h per simulated ps; "
+        "audit F: largest / last audited MLP force RMSE against the reference (eV/Å); "
+        "guards: MLP-MD guard firings (band: temperature band, contact: close contact, "
+        "forces: bad forces, hot: overheating), fallback: trainings that kept the "
+        "previous potential",
     )
     for column in (
         "rank", "candidate", "dopant", "seed", "state", "cycles", "ps", "similarity",
-        "|Δ bonds|", "HAML CPU h/ps", "AIMD CPU h/ps", "speed-up",
+        "|Δ bonds|", "HAML\nCPU h/ps", "AIMD\nCPU h/ps", "speed-\nup",
+        "audit F eV/Å\nmax/last", "audits\nfailed", "guards",
     ):
-        table.add_column(column, justify="left" if column == "candidate" else "right")
+        # names and numbers whole; only the guards wrap on a narrow console
+        table.add_column(column, justify="left" if column in ("candidate", "guards") else "right",
+                         no_wrap=column != "guards", min_width=12 if column == "guards" else None)
     for r in rows:
         table.add_row(
             _fmt(r.rank), r.candidate, _label(r.dopant, r.concentration), str(r.seed),
             r.state, str(r.cycles), f"{r.simulated_ps:.3f}", _fmt(r.similarity, ".4f"),
             _fmt(r.bond_change_total), _fmt(r.haml_cpu_h_per_ps),
-            _fmt(r.aimd_cpu_h_per_ps), _fmt(r.speedup, ".3g"),
+            _fmt(r.aimd_cpu_h_per_ps), _fmt(r.speedup, ".3g"), *_audit_cells(r.audit),
         )
     show(table)
     for path in (csv, json_path):
         if path is not None:
             export(rows, path, screen, key, reverse)
             show(f"wrote {path}")
+    if figures is not None:
+        _screen_figures(screen, in_screen_order, figures)
+
+
+def _screen_figures(screen: str, rows, out: Path) -> None:
+    """Stream every candidate with cycles once and draw them side by side into ``out``."""
+    from haml_flows.analysis.screen_figures import analyze_screen, write_screen_figures
+
+    store = _common.connect_store()
+    with quiet_dependencies(), _progress_bar() as bar:
+        task = bar.add_task("reading trajectories", total=len(rows))
+        analysis = analyze_screen(
+            store, screen, rows,
+            progress=lambda name: bar.update(task, advance=1, description=f"read {name}"),
+        )
+        written = write_screen_figures(analysis, out)
+    for left in analysis.left_out:
+        show(f"not drawn: {left['candidate']} ({left['state']}): {left['reason']}")
+    unfinished = [s.label for s in analysis.candidates if not s.finished]
+    if unfinished:
+        show(f"unfinished, drawn at their last stored frame (hatched): {', '.join(unfinished)}")
+    show(f"wrote {len(analysis.candidates)} candidates' figures to {out}: "
+         + ", ".join(written.values()))
 
 
 def worker_command(

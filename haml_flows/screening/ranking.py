@@ -6,10 +6,15 @@ Per candidate:
   and turned into CPU hours per ps exactly as ``analysis.cost.cost_summary``
   does: HAML = all stages' CPU over all simulated ps, AIMD = AIMD CPU over
   AIMD ps, speed-up = their ratio;
+- the fidelity audit, summed in the same aggregation (``schemas.RunAudit``):
+  audited cycles, failed audits, the largest and the last audited force
+  RMSE, and the guard firings by kind (temperature band, close contact, bad
+  forces, overheating), cycles a guard stopped, training fallbacks and
+  corrected AIMD failures;
 - for finished candidates, the structural change between the optimized
   structure (RunDoc) and the final one (RunSummaryDoc): similarity
   (``analysis.similarity``) and bond-count changes (``analysis.bonds``).
-  These, and the run's cost totals, are computed once per finished run and
+  These, and the run's cost totals and audit, are computed once per finished run and
   kept as CandidateResultDocs, so a later ``haml results`` reads them back
   instead of recomputing or aggregating.
 
@@ -36,7 +41,12 @@ from pathlib import Path
 from haml_flows.files import write_atomic
 from haml_flows.screening.collections import RESULTS
 from haml_flows.screening.rank_keys import RANK_KEYS
-from haml_flows.screening.schemas import CandidateResultDoc, CandidateRow
+from haml_flows.screening.schemas import (
+    GUARD_KINDS,
+    CandidateResultDoc,
+    CandidateRow,
+    RunAudit,
+)
 from haml_flows.screening.status import screen_status
 
 
@@ -93,7 +103,8 @@ def _as_datetime(value) -> datetime:
 
 
 def structural_result(
-    screen: str, candidate: str, run_id: str, parts: dict, totals: dict
+    screen: str, candidate: str, run_id: str, parts: dict, totals: dict,
+    audit: RunAudit | None = None,
 ) -> CandidateResultDoc:
     """Similarity and bond-count change between the optimized and the final structure."""
     # loaded here: a screen ranked once reads its stored results without them
@@ -116,6 +127,7 @@ def structural_result(
         bond_change=change,
         bond_change_total=sum(abs(v) for v in change.values()),
         totals=totals,
+        audit=audit,
         summary_completed_at=_as_datetime(parts.get("completed_at")),
     )
 
@@ -134,15 +146,22 @@ def candidate_rows(
         d["_id"]: CandidateResultDoc.model_validate(d)
         for d in db[RESULTS].find({"_id": {"$in": finished}})
     }
+    by_run = {c.run_id: c for c in status.candidates}
+    for run_id, result in list(cached.items()):
+        if result.audit is None and by_run[run_id].audit is not None:
+            # kept before audits were: screen_status summed them just now
+            audit = by_run[run_id].audit
+            db[RESULTS].update_one({"_id": run_id}, {"$set": {"audit": audit.model_dump()}})
+            cached[run_id] = result.model_copy(update={"audit": audit})
     missing = [r for r in finished if r not in cached]
     if missing:
-        by_run = {c.run_id: c for c in status.candidates}
         parts = _structures(db, docs_collection, missing)
         for run_id in missing:
             if "start" not in parts[run_id] or "final" not in parts[run_id]:
                 continue
+            c = by_run[run_id]
             result = structural_result(
-                screen, by_run[run_id].candidate, run_id, parts[run_id], by_run[run_id].totals
+                screen, c.candidate, run_id, parts[run_id], c.totals, c.audit
             )
             db[RESULTS].replace_one(
                 {"_id": run_id}, {"_id": run_id, **result.model_dump()}, upsert=True
@@ -174,6 +193,7 @@ def candidate_rows(
                 haml_cpu_h_per_ps=cost.get("haml_cpu_h_per_ps"),
                 aimd_cpu_h_per_ps=cost.get("aimd_cpu_h_per_ps"),
                 speedup=cost.get("speedup"),
+                audit=c.audit,
             )
         )
     return rows
@@ -197,17 +217,35 @@ CSV_COLUMNS = [
     "haml_cpu_h_per_ps", "aimd_cpu_h_per_ps", "speedup", "run_id", "screen",
 ]
 
+AUDIT_COLUMNS = [
+    "audited_cycles", "audits_failed", "audit_force_rmse_max", "audit_force_rmse_last",
+    "audit_last_cycle", "cycles_guarded",
+    *(f"guard_{kind}" for kind in [*GUARD_KINDS, "other"]),
+    "training_fallbacks", "aimd_corrections",
+]
+"""The audit columns of the CSV: RunAudit's fields, one ``guard_<kind>`` column per guard."""
+
+
+def audit_values(audit: RunAudit | None) -> list:
+    """The AUDIT_COLUMNS values of one row ('' for a candidate without cycles)."""
+    if audit is None:
+        return [""] * len(AUDIT_COLUMNS)
+    flat = {**audit.model_dump(exclude={"guards"}),
+            **{f"guard_{k}": audit.guards.get(k, 0) for k in [*GUARD_KINDS, "other"]}}
+    return ["" if flat[c] is None else flat[c] for c in AUDIT_COLUMNS]
+
 
 def rows_csv(rows: list[CandidateRow]) -> str:
-    """CSV text: the row fields, then one ``bond_change_<pair>`` column per pair."""
+    """CSV text: the row fields, the audit columns, then a ``bond_change_<pair>`` column per pair."""
     pairs = sorted({k for r in rows for k in r.bond_change})
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS + [f"bond_change_{p}" for p in pairs])
+    writer.writerow(CSV_COLUMNS + AUDIT_COLUMNS + [f"bond_change_{p}" for p in pairs])
     for r in rows:
         values = r.model_dump()
         writer.writerow(
             ["" if values[c] is None else values[c] for c in CSV_COLUMNS]
+            + audit_values(r.audit)
             + [r.bond_change.get(p, "") for p in pairs]
         )
     return buffer.getvalue()

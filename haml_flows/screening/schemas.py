@@ -52,6 +52,48 @@ class CandidateDoc(CandidateMetadata):
     submitted_at: datetime = Field(default_factory=_now, description="UTC time.")
 
 
+GUARD_KINDS: dict[str, str] = {
+    "temperature_band": "TemperatureBandHandler",
+    "close_contact": "CloseContactHandler",
+    "bad_forces": "BadForcesHandler",
+    "overheating": "OverheatingHandler",
+}
+"""Guard kind -> the collapse-guard handler (haml_flows.faults.collapse) it counts."""
+
+
+class RunAudit(BaseModel):
+    """How far a run's trajectory can be trusted: its audits and the guards that fired.
+
+    Sums over the run's CycleDocs (``audit_*``, ``mlpmd_collapse``,
+    ``training_fallback``, ``aimd_corrections``), made in the database.
+    """
+
+    audited_cycles: int = Field(0, description="Cycles whose MLP-MD was audited.")
+    audits_failed: int = Field(
+        0, description="Audits whose force RMSE was above audit.max_force_rmse."
+    )
+    audit_force_rmse_max: float | None = Field(
+        None, description="Largest audited force RMSE of the run, eV/Angstrom; None: no audit."
+    )
+    audit_force_rmse_last: float | None = Field(
+        None, description="Audited force RMSE of the last audited cycle, eV/Angstrom."
+    )
+    audit_last_cycle: int | None = Field(None, description="The last audited cycle.")
+    cycles_guarded: int = Field(
+        0, description="Cycles whose MLP-MD a collapse guard stopped (stop_reason collapse)."
+    )
+    guards: dict[str, int] = Field(
+        default_factory=dict,
+        description="Guard kind (GUARD_KINDS, and 'other') -> firings over the run.",
+    )
+    training_fallbacks: int = Field(
+        0, description="Cycles whose training failed and kept the previous potential."
+    )
+    aimd_corrections: int = Field(
+        0, description="Reference-engine failures corrected during AIMD segments."
+    )
+
+
 class CandidateResultDoc(BaseModel):
     """Structural change and cost of a finished candidate, collection ``haml_screen_results``.
 
@@ -75,6 +117,10 @@ class CandidateResultDoc(BaseModel):
     totals: dict[str, float] = Field(
         description="Sums over the run's CycleDocs: cycles, simulated_fs (the last "
         "cumulative_fs), aimd_fs, aimd_cpu_s, training_cpu_s, mlpmd_cpu_s."
+    )
+    audit: RunAudit | None = Field(
+        None, description="Audits and guards of the run; None in results stored before "
+        "they were kept (the next ranking adds them)."
     )
     summary_completed_at: datetime = Field(
         description="completed_at of the RunSummaryDoc this result was computed from."
@@ -105,3 +151,6 @@ class CandidateRow(BaseModel):
     haml_cpu_h_per_ps: float | None = Field(description="HAML CPU hours per simulated ps.")
     aimd_cpu_h_per_ps: float | None = Field(description="AIMD CPU hours per AIMD ps.")
     speedup: float | None = Field(description="AIMD cost per ps over HAML cost per ps.")
+    audit: RunAudit | None = Field(
+        None, description="Audits and guards summed over the stored cycles; None: no cycle."
+    )

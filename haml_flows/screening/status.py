@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from haml_flows.screening.collections import CANDIDATES, RESULTS
+from haml_flows.screening.schemas import GUARD_KINDS, RunAudit
 
 
 @dataclass
@@ -31,6 +32,7 @@ class CandidateProgress:
     finished: bool = False
     failures: list[str] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
+    audit: RunAudit | None = None
     metadata: dict = field(default_factory=dict)
 
 
@@ -51,8 +53,67 @@ def screen_names(db) -> list[str]:
     return sorted(db[CANDIDATES].distinct("screen"))
 
 
-def cycle_totals(db, docs_collection: str, run_ids: list[str]) -> dict[str, dict]:
-    """run id -> cycles, simulated fs and CPU/AIMD totals, summed in the database."""
+def _is_set(path: str) -> dict:
+    """An aggregation expression: the field at ``path`` is present and not null."""
+    return {"$ne": [{"$ifNull": [path, None]}, None]}
+
+
+def _count_if(condition: dict) -> dict:
+    return {"$sum": {"$cond": [condition, 1, 0]}}
+
+
+def _firings(handler: str) -> dict:
+    """Summed: the records of ``handler`` in a CycleDoc's mlpmd_collapse."""
+    return {"$sum": {"$size": {"$filter": {
+        "input": {"$ifNull": ["$output.mlpmd_collapse", []]},
+        "cond": {"$eq": ["$$this.handler", handler]},
+    }}}}
+
+
+#: the $group accumulators of a run's audits and guards (fields of RunAudit)
+_AUDIT_GROUP = {
+    "audited_cycles": _count_if(_is_set("$output.audit_force_rmse")),
+    "audits_failed": _count_if({"$eq": ["$output.audit_passed", False]}),
+    "audit_force_rmse_max": {"$max": "$output.audit_force_rmse"},
+    # documents compare field by field: the audited cycle with the largest number
+    "audit_last": {"$max": {"$cond": [
+        _is_set("$output.audit_force_rmse"),
+        {"cycle": "$output.cycle", "force_rmse": "$output.audit_force_rmse"},
+        None,
+    ]}},
+    "cycles_guarded": _count_if({"$eq": ["$output.stop_reason", "collapse"]}),
+    "guard_firings": {"$sum": {"$size": {"$ifNull": ["$output.mlpmd_collapse", []]}}},
+    **{f"guard_{kind}": _firings(handler) for kind, handler in GUARD_KINDS.items()},
+    "training_fallbacks": _count_if(_is_set("$output.training_fallback")),
+    "aimd_corrections": {"$sum": {"$size": {"$ifNull": ["$output.aimd_corrections", []]}}},
+}
+
+
+def _run_audit(group: dict) -> RunAudit:
+    """The RunAudit of one run from its $group result (its audit keys are removed)."""
+    last = group.pop("audit_last", None) or {}
+    guards = {kind: group.pop(f"guard_{kind}", 0) for kind in GUARD_KINDS}
+    guards["other"] = group.pop("guard_firings", 0) - sum(guards.values())
+    fields = ("audited_cycles", "audits_failed", "audit_force_rmse_max", "cycles_guarded",
+              "training_fallbacks", "aimd_corrections")
+    return RunAudit(
+        **{k: group.pop(k) for k in fields},
+        audit_force_rmse_last=last.get("force_rmse"),
+        audit_last_cycle=last.get("cycle"),
+        guards=guards,
+    )
+
+
+@dataclass
+class RunTotals:
+    """A run's CycleDocs summed: cost totals and its audits and guards."""
+
+    totals: dict
+    audit: RunAudit
+
+
+def cycle_totals(db, docs_collection: str, run_ids: list[str]) -> dict[str, RunTotals]:
+    """run id -> cycles, simulated fs, CPU/AIMD totals, audits and guards, summed in the database."""
     if not run_ids:
         return {}
     pipeline = [
@@ -66,10 +127,16 @@ def cycle_totals(db, docs_collection: str, run_ids: list[str]) -> dict[str, dict
                 "aimd_cpu_s": {"$sum": "$output.aimd_cost.cpu_seconds"},
                 "training_cpu_s": {"$sum": "$output.training_cost.cpu_seconds"},
                 "mlpmd_cpu_s": {"$sum": "$output.mlpmd_cost.cpu_seconds"},
+                **_AUDIT_GROUP,
             }
         },
     ]
-    return {d.pop("_id"): d for d in db[docs_collection].aggregate(pipeline)}
+    out = {}
+    for group in db[docs_collection].aggregate(pipeline):
+        run_id = group.pop("_id")
+        audit = _run_audit(group)
+        out[run_id] = RunTotals(group, audit)
+    return out
 
 
 def finished_runs(db, docs_collection: str, run_ids: list[str]) -> set[str]:
@@ -144,12 +211,12 @@ def screen_status(db, launchpad, screen: str, docs_collection: str = "outputs") 
             {"metadata.screen": screen}, {"state": 1, "metadata.run_id": 1}
         )
     }
-    # finished runs that were ranked before carry their totals with them
+    # finished runs that were ranked before carry their totals and audits with them
     wanted = set(run_ids)
     cached = {
-        d["_id"]: d["totals"]
-        for d in db[RESULTS].find({"screen": screen}, {"totals": 1})
-        if d.get("totals") and d["_id"] in wanted
+        d["_id"]: RunTotals(d["totals"], RunAudit.model_validate(d["audit"]))
+        for d in db[RESULTS].find({"screen": screen}, {"totals": 1, "audit": 1})
+        if d.get("totals") and d.get("audit") and d["_id"] in wanted
     }
     others = [r for r in run_ids if r not in cached]
     totals = {**cycle_totals(db, docs_collection, others), **cached}
@@ -158,7 +225,8 @@ def screen_status(db, launchpad, screen: str, docs_collection: str = "outputs") 
     out = []
     for c in candidates:
         run_id = c["run_id"]
-        t = totals.get(run_id, {})
+        summed = totals.get(run_id)
+        t = summed.totals if summed else {}
         state = states.get(run_id) or ("SUBMITTING" if not c.get("submitted") else "MISSING")
         out.append(
             CandidateProgress(
@@ -173,6 +241,7 @@ def screen_status(db, launchpad, screen: str, docs_collection: str = "outputs") 
                 finished=run_id in done,
                 failures=failed.get(run_id, []),
                 totals=t,
+                audit=summed.audit if summed else None,
                 metadata={k: c.get(k) for k in ("host", "system", "spec_hash")},
             )
         )

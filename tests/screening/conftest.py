@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,105 @@ def clients(haml_settings, job_store):
     db = connect(haml_settings)
     yield haml_settings, job_store, launchpad, db
     db.client.close()
+
+
+class StoredRuns:
+    """Writes what a run leaves behind, made through the package's schemas and
+    written through the JobStore like a job's output, so that every query sees
+    exactly what a finished (or running) run stores."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def output(self, output, name: str, job_uuid: str | None = None) -> str:
+        """Store ``output`` as the output of a job; returns the job's uuid."""
+        job_uuid = job_uuid or str(uuid.uuid4())
+        self.store.update(
+            {"uuid": job_uuid, "index": 1, "output": output, "name": name,
+             "metadata": {}, "hosts": []},
+            key=["uuid", "index"],
+        )
+        return job_uuid
+
+    @staticmethod
+    def cycles(run_id: str, n: int, aimd_cpu: float, mlpmd_cpu: float, *,
+               aimd_steps: int = 20, mlpmd_steps: int = 200, **per_cycle) -> list:
+        """``n`` CycleDocs (AIMD 1 fs, MLP-MD 0.5 fs steps); ``per_cycle``: field ->
+        list of values, one per cycle (audits, guards, job uuids...)."""
+        from haml_flows.schemas import CycleDoc, StageCost
+
+        docs, total = [], 0.0
+        for cycle in range(1, n + 1):
+            total += aimd_steps + 0.5 * mlpmd_steps
+            fields = dict(
+                run_id=run_id, cycle=cycle, aimd_steps=aimd_steps, aimd_fs=float(aimd_steps),
+                mlpmd_steps=mlpmd_steps, mlpmd_fs=0.5 * mlpmd_steps, gamma_at_stop=11.0,
+                gamma_max=11.0, stop_reason="gamma_break", training_set_size=21 * cycle,
+                energy_rmse=0.001, force_rmse=0.1,
+                aimd_cost=StageCost(wall_seconds=aimd_cpu, cpu_seconds=aimd_cpu),
+                training_cost=StageCost(wall_seconds=5.0, cpu_seconds=5.0),
+                mlpmd_cost=StageCost(wall_seconds=mlpmd_cpu, cpu_seconds=mlpmd_cpu),
+                mlpmd_gamma_seconds=0.1, cumulative_fs=total, temperature_aimd_start=300,
+                temperature_aimd_end=300, temperature_mlpmd_start=300,
+                temperature_mlpmd_end=300, aimd_job="a", training_job="t", mlpmd_job="m",
+            )
+            fields.update({k: v[cycle - 1] for k, v in per_cycle.items()})
+            docs.append(CycleDoc(**fields))
+        return docs
+
+    def run(self, run_id: str, structure, final, cycles: list, finished: bool = True) -> None:
+        """The RunDoc (``structure`` optimized), the CycleDocs and, if finished, the summary."""
+        from haml_flows.schemas import RunDoc, RunSummaryDoc, StageCost
+
+        self.output(RunDoc(
+            run_id=run_id, name=run_id, spec={},
+            formula=structure.composition.reduced_formula, n_atoms=len(structure),
+            initial_structure=structure, structure=structure,
+            optimization_cost=StageCost(wall_seconds=1.0, cpu_seconds=1.0),
+        ), "start run")
+        for doc in cycles:
+            self.output(doc, f"record {doc.cycle}")
+        if finished:
+            self.output(RunSummaryDoc(
+                run_id=run_id, cycles=len(cycles), simulated_fs=cycles[-1].cumulative_fs,
+                stop_reason="max_cycles", structure=final,
+            ), "haml cycle")
+
+    def segments(self, frames: list, aimd_steps: int, mlpmd_steps: int,
+                 save_interval: int) -> tuple[str, str]:
+        """An AIMD segment (a frame per 1 fs step) and an MLP-MD segment (0.5 fs steps, a
+        frame every ``save_interval``) whose trajectories are ``frames``, the hand-over
+        frame in both; returns the two job uuids."""
+        from pymatgen.core.trajectory import Trajectory
+
+        from haml_flows.schemas import AimdSegmentDoc, MlpMdDoc, StageCost
+
+        cost = StageCost(wall_seconds=1.0, cpu_seconds=1.0)
+        aimd, mlpmd = frames[: aimd_steps + 1], frames[aimd_steps:]
+        assert len(mlpmd) == mlpmd_steps // save_interval + 1
+        aimd_job = self.output(AimdSegmentDoc(
+            engine="test", structure=aimd[-1],
+            trajectory=Trajectory.from_structures(
+                aimd, constant_lattice=True,
+                frame_properties=[{"temperature": 300.0} for _ in aimd]),
+            n_steps=aimd_steps, time_step_fs=1.0, simulated_fs=float(aimd_steps),
+            temperature_start=300, temperature_end=300, cost=cost,
+        ), "aimd")
+        mlpmd_job = self.output(MlpMdDoc(
+            engine="test", structure=mlpmd[-1],
+            trajectory=Trajectory.from_structures(
+                mlpmd, constant_lattice=True,
+                frame_properties=[{"step": i * save_interval, "temperature": 300.0}
+                                  for i in range(len(mlpmd))]),
+            gamma_history=[], n_steps=mlpmd_steps, time_step_fs=0.5,
+            simulated_fs=0.5 * mlpmd_steps, stop_reason="gamma_break", gamma_at_stop=11.0,
+            gamma_max=11.0, temperature_start=300, temperature_end=300, cost=cost,
+            gamma_seconds=0.0,
+        ), "mlpmd")
+        return aimd_job, mlpmd_job
+
+
+@pytest.fixture
+def stored_runs(job_store):
+    """A StoredRuns on this test's JobStore."""
+    return StoredRuns(job_store)

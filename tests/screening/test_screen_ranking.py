@@ -7,7 +7,6 @@ output, so the queries see exactly what a finished run leaves behind.
 
 import csv
 import json
-import uuid
 
 import numpy as np
 import pytest
@@ -17,7 +16,12 @@ from haml_flows.analysis.bonds import bond_counts
 from haml_flows.analysis.cost import cost_summary
 from haml_flows.analysis.similarity import structure_similarity
 from haml_flows.cli.main import app
-from haml_flows.schemas import CycleDoc, RunDoc, RunSummaryDoc, StageCost
+from haml_flows.faults.collapse import (
+    BadForcesHandler,
+    CloseContactHandler,
+    OverheatingHandler,
+    TemperatureBandHandler,
+)
 from haml_flows.screening.collections import RESULTS
 from haml_flows.screening.ranking import (
     RankKeyError,
@@ -32,52 +36,50 @@ from haml_flows.screening.submit import submit_screen
 runner = CliRunner()
 
 
-def _store_output(store, output, name: str) -> None:
-    store.update(
-        {"uuid": str(uuid.uuid4()), "index": 1, "output": output, "name": name,
-         "metadata": {}, "hosts": []},
-        key=["uuid", "index"],
-    )
+def _correction(handler: str):
+    from haml_flows.schemas import FaultCorrection
+
+    return FaultCorrection(handler=handler, step=10, errors=["found"], actions=["done"])
 
 
-def _cycles(run_id: str, n: int, aimd_cpu: float, mlpmd_cpu: float) -> list[CycleDoc]:
-    docs, total = [], 0.0
-    for cycle in range(1, n + 1):
-        total += 20.0 + 100.0
-        docs.append(CycleDoc(
-            run_id=run_id, cycle=cycle, aimd_steps=20, aimd_fs=20.0, mlpmd_steps=200,
-            mlpmd_fs=100.0, gamma_at_stop=11.0, gamma_max=11.0, stop_reason="gamma_break",
-            training_set_size=21 * cycle, energy_rmse=0.001, force_rmse=0.1,
-            aimd_cost=StageCost(wall_seconds=aimd_cpu, cpu_seconds=aimd_cpu),
-            training_cost=StageCost(wall_seconds=5.0, cpu_seconds=5.0),
-            mlpmd_cost=StageCost(wall_seconds=mlpmd_cpu, cpu_seconds=mlpmd_cpu),
-            mlpmd_gamma_seconds=0.1, cumulative_fs=total, temperature_aimd_start=300,
-            temperature_aimd_end=300, temperature_mlpmd_start=300, temperature_mlpmd_end=300,
-            aimd_job="a", training_job="t", mlpmd_job="m",
-        ))
-    return docs
+#: per candidate, per cycle: audit force RMSE (None: no audit), its verdict, guard
+#: handlers that stopped the MLP-MD, a training fallback, corrected AIMD failures
+AUDITS = {
+    "lj_lpsc_se_s1": dict(rmse=[None, None, None], guards=[[], [], []]),
+    "lj_lpsc_o_s1": dict(rmse=[0.40, 0.10, None],
+                         guards=[[], ["TemperatureBandHandler", "CloseContactHandler"],
+                                 ["CloseContactHandler"]],
+                         fallback=[False, False, True], aimd_failures=[2, 0, 1]),
+    "lj_lpsc_f_s1": dict(rmse=[0.05, 0.30, 0.20],
+                         guards=[["BadForcesHandler"], ["OverheatingHandler"],
+                                 ["NewKindOfGuard"]]),
+    "lj_lpsc_se_s2": dict(rmse=[0.12, 0.16], guards=[[], ["TemperatureBandHandler"]]),
+}
+MAX_FORCE_RMSE = 0.15
 
 
-def _store_run(store, run_id, structure, final, cycles, finished=True):
-    _store_output(store, RunDoc(
-        run_id=run_id, name=run_id, spec={}, formula=structure.composition.reduced_formula,
-        n_atoms=len(structure), initial_structure=structure, structure=structure,
-        optimization_cost=StageCost(wall_seconds=1.0, cpu_seconds=1.0),
-    ), "start run")
-    for doc in cycles:
-        _store_output(store, doc, f"record {doc.cycle}")
-    if finished:
-        _store_output(store, RunSummaryDoc(
-            run_id=run_id, cycles=len(cycles), simulated_fs=cycles[-1].cumulative_fs,
-            stop_reason="max_cycles", structure=final,
-        ), "haml cycle")
+def _audit_fields(rmse, guards, fallback=None, aimd_failures=None) -> dict:
+    """CycleDoc fields per cycle, as StoredRuns.cycles takes them."""
+    n = len(rmse)
+    return {
+        "audit_force_rmse": rmse,
+        "audit_passed": [None if r is None else r <= MAX_FORCE_RMSE for r in rmse],
+        "audit_frames": [0 if r is None else 4 for r in rmse],
+        "mlpmd_collapse": [[_correction(h) for h in g] for g in guards],
+        "stop_reason": ["collapse" if g else "gamma_break" for g in guards],
+        "training_fallback": [_correction("FitFailedHandler") if f else None
+                              for f in fallback or [False] * n],
+        "aimd_corrections": [[_correction("XtbScfHandler")] * k
+                             for k in aimd_failures or [0] * n],
+    }
 
 
 @pytest.fixture
-def stored_screen(tmp_path, screen_file, clients):
+def stored_screen(tmp_path, screen_file, clients, stored_runs):
     """Se: unchanged, cheapest; O: small displacement; F: large displacement, dearest.
 
-    A fourth candidate (Se, seed 2) has two cycles but no summary yet.
+    A fourth candidate (Se, seed 2) has two cycles but no summary yet. Each
+    run's cycles carry the audits and guard firings of AUDITS.
     """
     from pymatgen.core import Structure
 
@@ -98,10 +100,12 @@ def stored_screen(tmp_path, screen_file, clients):
              "lj_lpsc_f_s1": (10.0, 20.0)}
     cycles = {}
     for name, final in finals.items():
-        cycles[name] = _cycles(runs[name], 3, *costs[name])
-        _store_run(store, runs[name], base, final, cycles[name])
-    _store_run(store, runs["lj_lpsc_se_s2"], base, None, _cycles(runs["lj_lpsc_se_s2"], 2, 10, 1),
-               finished=False)
+        cycles[name] = stored_runs.cycles(runs[name], 3, *costs[name],
+                                          **_audit_fields(**AUDITS[name]))
+        stored_runs.run(runs[name], base, final, cycles[name])
+    name = "lj_lpsc_se_s2"
+    cycles[name] = stored_runs.cycles(runs[name], 2, 10, 1, **_audit_fields(**AUDITS[name]))
+    stored_runs.run(runs[name], base, None, cycles[name], finished=False)
     return clients, runs, base, finals, cycles
 
 
@@ -157,8 +161,67 @@ def test_cost_from_totals_is_cost_summary(stored_screen):
     (settings, _, _, db), runs, _, _, cycles = stored_screen
     totals = cycle_totals(db, settings.DOCS_COLLECTION, [runs["lj_lpsc_f_s1"]])
     summary = cost_summary(cycles["lj_lpsc_f_s1"])
-    for key, value in cost_from_totals(totals[runs["lj_lpsc_f_s1"]]).items():
+    for key, value in cost_from_totals(totals[runs["lj_lpsc_f_s1"]].totals).items():
         assert value == pytest.approx(summary[key])
+
+
+def _expected_audit(docs) -> dict:
+    """The audit columns summed here from the CycleDocs as stored."""
+    audited = [d for d in docs if d.audit_force_rmse is not None]
+    guards = dict.fromkeys(KINDS.values(), 0)
+    for d in docs:
+        for c in d.mlpmd_collapse:
+            guards[KINDS.get(c.handler, "other")] += 1
+    return {
+        "audited_cycles": len(audited),
+        "audits_failed": sum(d.audit_passed is False for d in docs),
+        "audit_force_rmse_max": max((d.audit_force_rmse for d in audited), default=None),
+        "audit_force_rmse_last": audited[-1].audit_force_rmse if audited else None,
+        "audit_last_cycle": audited[-1].cycle if audited else None,
+        "cycles_guarded": sum(d.stop_reason == "collapse" for d in docs),
+        "guards": guards,
+        "training_fallbacks": sum(d.training_fallback is not None for d in docs),
+        "aimd_corrections": sum(len(d.aimd_corrections) for d in docs),
+    }
+
+
+#: handler -> guard kind, as the collapse guard names its handlers
+KINDS = {cls.__name__: kind for kind, cls in (
+    ("temperature_band", TemperatureBandHandler), ("close_contact", CloseContactHandler),
+    ("bad_forces", BadForcesHandler), ("overheating", OverheatingHandler),
+)} | {"NewKindOfGuard": "other"}
+
+
+def test_audit_columns_sum_the_cycle_docs(stored_screen):
+    (settings, _, launchpad, db), runs, _, _, cycles = stored_screen
+    rows = {r.candidate: r for r in candidate_rows(db, launchpad, "lj_screen",
+                                                   settings.DOCS_COLLECTION)}
+    for name, docs in cycles.items():
+        assert rows[name].audit.model_dump() == _expected_audit(docs), name
+    # the same numbers written out by hand for one run
+    o = rows["lj_lpsc_o_s1"].audit
+    assert (o.audited_cycles, o.audits_failed) == (2, 1)
+    assert (o.audit_force_rmse_max, o.audit_force_rmse_last, o.audit_last_cycle) == (0.4, 0.1, 2)
+    assert o.guards == {"temperature_band": 1, "close_contact": 2, "bad_forces": 0,
+                        "overheating": 0, "other": 0}
+    assert (o.cycles_guarded, o.training_fallbacks, o.aimd_corrections) == (2, 1, 3)
+    assert rows["lj_lpsc_f_s1"].audit.guards["other"] == 1
+    assert rows["lj_lpsc_se_s1"].audit.audit_force_rmse_max is None
+    assert rows["lj_lpsc_o_s2"].audit is None  # no cycle yet
+
+    # kept with the finished run's result and read back from there
+    cached = db[RESULTS].find_one({"_id": runs["lj_lpsc_o_s1"]})
+    assert cached["audit"] == o.model_dump()
+    db[RESULTS].update_one({"_id": runs["lj_lpsc_o_s1"]}, {"$set": {"audit.audits_failed": 7}})
+    again = {r.candidate: r for r in candidate_rows(db, launchpad, "lj_screen",
+                                                    settings.DOCS_COLLECTION)}
+    assert again["lj_lpsc_o_s1"].audit.audits_failed == 7
+    # a result kept before audits were gets them summed and stored
+    db[RESULTS].update_one({"_id": runs["lj_lpsc_o_s1"]}, {"$unset": {"audit": ""}})
+    again = {r.candidate: r for r in candidate_rows(db, launchpad, "lj_screen",
+                                                    settings.DOCS_COLLECTION)}
+    assert again["lj_lpsc_o_s1"].audit == o
+    assert db[RESULTS].find_one({"_id": runs["lj_lpsc_o_s1"]})["audit"] == o.model_dump()
 
 
 def test_unknown_rank_key():
@@ -178,10 +241,27 @@ def test_results_cli_exports_csv_and_json(stored_screen, tmp_path, monkeypatch):
     assert [r["candidate"] for r in rows[:3]] == ["lj_lpsc_se_s1", "lj_lpsc_o_s1", "lj_lpsc_f_s1"]
     assert rows[0]["rank"] == "1" and rows[0]["similarity"] == "1.0" and rows[5]["rank"] == ""
     assert "bond_change_P-S" in rows[0] and rows[0]["bond_change_P-S"] == "0"
+    by_name = {r["candidate"]: r for r in rows}
+    o = by_name["lj_lpsc_o_s1"]
+    assert (o["audited_cycles"], o["audits_failed"], o["audit_force_rmse_max"],
+            o["audit_force_rmse_last"], o["audit_last_cycle"]) == ("2", "1", "0.4", "0.1", "2")
+    assert (o["guard_temperature_band"], o["guard_close_contact"], o["guard_bad_forces"],
+            o["guard_overheating"], o["guard_other"]) == ("1", "2", "0", "0", "0")
+    assert (o["cycles_guarded"], o["training_fallbacks"], o["aimd_corrections"]) == (
+        "2", "1", "3")
+    assert by_name["lj_lpsc_se_s1"]["audit_force_rmse_max"] == ""  # never audited
+    assert by_name["lj_lpsc_o_s2"]["audited_cycles"] == ""  # no cycle
+    assert by_name["lj_lpsc_f_s1"]["guard_other"] == "1"
     data = json.loads(out_json.read_text())
     assert data["rank_key"] == "bonds" and data["order"] == "ascending"
     assert [r["candidate"] for r in data["rows"]] == [r["candidate"] for r in rows]
     assert data["rows"][0]["dopant"] == "Se" and data["rows"][0]["concentration"] == 0.25
+    audit = {r["candidate"]: r["audit"] for r in data["rows"]}["lj_lpsc_o_s1"]
+    assert audit["audit_force_rmse_max"] == 0.4 and audit["guards"]["close_contact"] == 2
+    # the printed table: largest/last audited RMSE, failed audits, guards by kind
+    line = next(x for x in result.output.splitlines() if "lj_lpsc_o_s1" in x)
+    assert "0.400/0.100" in line and "1 of 2" in line
+    assert "band 1, contact 2" in result.output and "fallback 1" in result.output
     assert not list(out_csv.parent.glob(".*.tmp"))
 
     bad = runner.invoke(app, ["results", "--screen", "lj_screen", "--csv", "x.txt"])
