@@ -200,3 +200,99 @@ def test_figures_that_cannot_be_drawn_are_refused(tmp_path, screen_file, clients
     assert result.output.startswith("error: --figures: no candidate of screen 'lj_screen' "
                                     "has a stored cycle yet")
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def _audit_of(docs) -> dict:
+    """The audit columns summed here from a run's CycleDocs."""
+    from haml_flows.screening.schemas import GUARD_KINDS
+
+    kinds = {handler: kind for kind, handler in GUARD_KINDS.items()}
+    audited = [d for d in docs if d.audit_force_rmse is not None]
+    guards = dict.fromkeys([*GUARD_KINDS, "other"], 0)
+    for d in docs:
+        for c in d.mlpmd_collapse:
+            guards[kinds.get(c.handler, "other")] += 1
+    return {
+        "audited_cycles": len(audited),
+        "audits_failed": sum(d.audit_passed is False for d in docs),
+        "audit_force_rmse_max": max((d.audit_force_rmse for d in audited), default=None),
+        "audit_force_rmse_last": audited[-1].audit_force_rmse if audited else None,
+        "audit_last_cycle": audited[-1].cycle if audited else None,
+        "cycles_guarded": sum(d.stop_reason == "collapse" for d in docs),
+        "guards": guards,
+        "training_fallbacks": sum(d.training_fallback is not None for d in docs),
+        "aimd_corrections": sum(len(d.aimd_corrections) for d in docs),
+    }
+
+
+@pytest.mark.slow
+def test_a_screen_run_by_a_worker_is_ranked_audited_and_drawn(
+    tmp_path, screen_file, clients, monkeypatch
+):
+    """Undoped, F and O Li6PS5Cl through FireWorks on the Lennard-Jones reference, two
+    audited cycles each with the temperature-band guard on, then `haml results`."""
+    import yaml
+    from fireworks import FWorker
+    from fireworks.core.rocket_launcher import rapidfire
+
+    from haml_flows.analysis.timeline import run_timeline
+    from haml_flows.queries import cycle_docs
+
+    settings, store, launchpad, db = clients
+    path = screen_file(tmp_path, dopants=["F", "O"], seeds=[1], include_undoped=True)
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    base["stop"]["max_cycles"] = 2
+    base["audit"] = {"enabled": True, "frames": 2, "selected_frames": 0,
+                     "max_force_rmse": 0.05}
+    # the Lennard-Jones reference runs far hotter than 50 K: the band guard fires
+    base["mlpmd"].update(temperature=50.0, temperature_band=0.2, temperature_window_fs=4.0)
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    submit_screen(path, store, launchpad, db, settings.DOCS_COLLECTION)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    rapidfire(launchpad, FWorker(query={"spec.haml_screen": "lj_screen"}), m_dir=str(work),
+              nlaunches=0, sleep_time=0, max_loops=1)
+
+    monkeypatch.setenv("HAML_DATABASE", settings.DATABASE)
+    out = tmp_path / "figures"
+    result = runner.invoke(app, ["results", "--screen", "lj_screen", "--figures", str(out),
+                                 "--csv", str(tmp_path / "r.csv"),
+                                 "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    for name in FIGURES.values():
+        _image_is_a_figure(out / name)
+
+    runs = {c["candidate"]: c["run_id"] for c in db["haml_screen_candidates"].find()}
+    assert set(runs) == {"lj_lpsc_undoped", "lj_lpsc_f", "lj_lpsc_o"}
+    ranked = {r["candidate"]: r for r in json.loads((tmp_path / "r.json").read_text())["rows"]}
+    table = {r["candidate"]: r for r in csv.DictReader((tmp_path / "r.csv").open())}
+    drawn = {c["candidate"]: c for c in json.loads((out / "series.json").read_text())
+             ["candidates"]}
+    fired = 0
+    for name, run_id in runs.items():
+        docs = cycle_docs(store, run_id)
+        assert len(docs) == 2 and ranked[name]["state"] == "COMPLETED"
+        expected = _audit_of(docs)
+        assert expected["audited_cycles"] == 2  # every cycle was audited
+        assert ranked[name]["audit"] == expected
+        assert table[name]["audits_failed"] == str(expected["audits_failed"])
+        assert table[name]["guard_temperature_band"] == str(
+            expected["guards"]["temperature_band"])
+        fired += expected["guards"]["temperature_band"]
+
+        start = run_doc(store, run_id).structure
+        end = run_summary(store, run_id).structure
+        before, after = bond_counts(start), bond_counts(end)
+        assert drawn[name]["bond_change"] == {k: after[k] - before[k] for k in before}
+        assert drawn[name]["similarity"] == pytest.approx(structure_similarity(start, end))
+        assert drawn[name]["similarity"] == pytest.approx(ranked[name]["similarity"])
+        first, last = find_products(start), find_products(end)
+        assert drawn[name]["products_end"] == last and drawn[name]["products_start"] == first
+        frames = list(run_timeline(store, run_id))
+        assert drawn[name]["samples_time_ps"][-1] == pytest.approx(frames[-1].time_ps)
+        assert drawn[name]["samples_time_ps"][-1] == pytest.approx(docs[-1].cumulative_ps)
+        for pair in PAPER_BONDS:
+            assert drawn[name]["bond_series"][pair][0] == bond_counts(frames[0])[pair]
+            assert drawn[name]["bond_series"][pair][-1] == bond_counts(frames[-1])[pair]
+    assert fired > 0, "the band guard was meant to fire in this screen"
