@@ -47,6 +47,21 @@ def atoms_with_velocities(structure: Structure) -> Atoms:
     return atoms
 
 
+def standard_frame(atoms: Atoms, form: str) -> Atoms:
+    """A copy of ``atoms`` rotated so that the cell is ``form`` ('upper' or 'lower') triangular.
+
+    ASE's Nose-Hoover (NPT) needs an upper-triangular cell and LAMMPS a lower
+    one. Positions and velocities are rotated together, so the dynamics are
+    the same; an orthorhombic cell is left unchanged.
+    """
+    rotated = atoms.copy()
+    cell, rotation = atoms.cell.standard_form(form=form)
+    rotated.set_cell(cell, scale_atoms=False)
+    rotated.positions = atoms.positions @ rotation.T
+    rotated.set_velocities(atoms.get_velocities() @ rotation.T)
+    return rotated
+
+
 def mlpmd_start(structure: Structure, mlpmd: MlpMdSpec) -> tuple[Structure, float | None]:
     """The frame an MLP-MD segment starts from: the AIMD's, cooled if too hot.
 

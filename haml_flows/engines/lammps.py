@@ -41,6 +41,7 @@ from haml_flows.engines.frames import (
     atoms_with_velocities,
     measure_cost,
     mlpmd_start,
+    standard_frame,
     structure_with_velocities,
 )
 from haml_flows.engines.mlip import calc_grade_with_mlp, run_mlp
@@ -62,17 +63,8 @@ class LammpsError(RuntimeError):
 
 
 def lammps_frame(atoms: Atoms) -> Atoms:
-    """The atoms rotated so that the cell is lower triangular, as LAMMPS needs.
-
-    Positions and velocities are rotated together, so the dynamics are the
-    same; an orthorhombic cell is left unchanged.
-    """
-    rotated = atoms.copy()
-    cell, rotation = atoms.cell.standard_form(form="lower")
-    rotated.set_cell(cell, scale_atoms=False)
-    rotated.positions = atoms.positions @ rotation.T
-    rotated.set_velocities(atoms.get_velocities() @ rotation.T)
-    return rotated
+    """The atoms rotated so that the cell is lower triangular, as LAMMPS needs."""
+    return standard_frame(atoms, "lower")
 
 
 def mlip_ini(gamma_break: float, select_threshold: float) -> str:
@@ -147,7 +139,11 @@ def run_lammps(lmp_cmd: str, directory: Path) -> float | None:
 
 
 def read_dump_frames(path: Path, symbols: list[str]) -> list[tuple[int, Atoms]]:
-    """(step, atoms with velocities in ASE units) of every frame of a LAMMPS dump."""
+    """(step, atoms with velocities in ASE units) of every frame of a LAMMPS dump.
+
+    The dump's forces (eV/Angstrom in metal units) are kept as the atoms'
+    ``forces`` array.
+    """
     frames = []
     for dump in parse_lammps_dumps(str(path)):
         data = dump.data.sort_values("id")
@@ -165,6 +161,8 @@ def read_dump_frames(path: Path, symbols: list[str]) -> list[tuple[int, Atoms]]:
             pbc=True,
         )
         atoms.set_velocities(data[["vx", "vy", "vz"]].to_numpy() * ANGSTROM_PER_PS)
+        if {"fx", "fy", "fz"} <= set(data.columns):
+            atoms.arrays["forces"] = data[["fx", "fy", "fz"]].to_numpy(dtype=float)
         frames.append((int(dump.timestep), atoms))
     return frames
 
@@ -387,6 +385,8 @@ class LammpsMlpMdMaker(Maker):
                     "energy": float(thermo[step]["PotEng"]),
                     "temperature": float(atoms.get_temperature()),
                     "velocities": atoms.get_velocities().tolist(),
+                    **({"forces": atoms.arrays["forces"].tolist()}
+                       if "forces" in atoms.arrays else {}),
                 }
             )
         return SegmentFrames(

@@ -23,6 +23,7 @@ from haml_flows.engines.frames import (
     atoms_with_velocities,
     measure_cost,
     mlpmd_start,
+    standard_frame,
     structure_with_velocities,
 )
 from haml_flows.faults.collapse import CollapseGuard
@@ -115,10 +116,10 @@ class MlpMdMaker(Maker):
                 active_set = segment_active_set(
                     potential, training_frames, active_set_doc, active_set_slots
                 )
-            atoms = atoms_with_velocities(structure)
+            # ASE's Nose-Hoover needs an upper-triangular cell; velocities turn too
+            atoms = standard_frame(atoms_with_velocities(structure), "upper")
             calc = mtp_calculator(potential, active_set, every=md.gamma_every)
             atoms.calc = calc
-            atoms.set_cell(atoms.cell.standard_form(form="upper")[0], scale_atoms=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 dynamics = NPT(
@@ -143,6 +144,8 @@ class MlpMdMaker(Maker):
                     "temperature": float(atoms.get_temperature()),
                     "gamma": float(calc.last_gamma),
                     "velocities": atoms.get_velocities().tolist(),
+                    # the step's own forces, kept by the calculator: no extra call
+                    "forces": atoms.get_forces().tolist(),
                 }
 
             selection = SelectedFrames(

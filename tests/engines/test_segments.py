@@ -83,6 +83,38 @@ def test_step_limit_when_gamma_stays_below_break(trained):
     assert [p["step"] for p in out.trajectory.frame_properties] == [0, 10, 20, 30]
     assert len(out.gamma_history) == 31
     assert out.temperature_start == pytest.approx(aimd.temperature_end, rel=0.03)
+    # each saved frame keeps the MTP's forces of its own step
+    from haml_flows.engines.frames import atoms_with_velocities
+    from haml_flows.mtp.grade import mtp_calculator
+
+    last = atoms_with_velocities(out.trajectory[-1])
+    last.calc = mtp_calculator(doc.potential)
+    np.testing.assert_allclose(
+        out.trajectory.frame_properties[-1]["forces"], last.get_forces(), atol=1e-8)
+
+
+def test_a_rotated_cell_turns_positions_and_velocities_together():
+    # ASE's Nose-Hoover takes an upper-triangular cell; velocities must turn
+    # with the positions, or the MD starts with a different motion
+    from ase.build import bulk
+
+    from haml_flows.engines.frames import standard_frame
+
+    atoms = bulk("Li", "bcc", a=3.44, cubic=True).repeat(2)
+    rng = np.random.default_rng(0)
+    atoms.rattle(0.05, rng=rng)
+    atoms.set_velocities(rng.normal(size=(len(atoms), 3)) * 0.01)
+    turn = np.array([[0.6, -0.8, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]])
+    atoms.set_cell(atoms.cell[:] @ turn.T, scale_atoms=True)  # a lower-left cell
+    atoms.set_velocities(atoms.get_velocities() @ turn.T)
+    frame = standard_frame(atoms, "upper")
+    assert np.allclose(np.tril(frame.cell[:], -1), 0)
+    np.testing.assert_allclose(frame.get_scaled_positions(), atoms.get_scaled_positions(),
+                               atol=1e-12)
+    # the velocity in cell coordinates (fractions of the cell vectors per time) is unchanged
+    np.testing.assert_allclose(frame.get_velocities() @ np.linalg.inv(frame.cell[:]),
+                               atoms.get_velocities() @ np.linalg.inv(atoms.cell[:]),
+                               atol=1e-12)
 
 
 def test_gamma_every_k_steps(trained):
