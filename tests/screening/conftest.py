@@ -146,3 +146,32 @@ class StoredRuns:
 def stored_runs(job_store):
     """A StoredRuns on this test's JobStore."""
     return StoredRuns(job_store)
+
+
+def _summed_audit(docs) -> dict:
+    """The audit columns of a run, summed here from its CycleDocs as stored."""
+    from haml_flows.screening.schemas import GUARD_KINDS
+
+    kinds = {handler: kind for kind, handler in GUARD_KINDS.items()}
+    audited = [d for d in docs if d.audit_force_rmse is not None]
+    guards = dict.fromkeys([*GUARD_KINDS, "other"], 0)
+    for d in docs:
+        for c in d.mlpmd_collapse:
+            guards[kinds.get(c.handler, "other")] += 1
+    return {
+        "audited_cycles": len(audited),
+        "audits_failed": sum(d.audit_passed is False for d in docs),
+        "audit_force_rmse_max": max((d.audit_force_rmse for d in audited), default=None),
+        "audit_force_rmse_last": audited[-1].audit_force_rmse if audited else None,
+        "audit_last_cycle": audited[-1].cycle if audited else None,
+        "cycles_guarded": sum(d.stop_reason == "collapse" for d in docs),
+        "guards": guards,
+        "training_fallbacks": sum(d.training_fallback is not None for d in docs),
+        "aimd_corrections": sum(len(d.aimd_corrections) for d in docs),
+    }
+
+
+@pytest.fixture
+def summed_audit():
+    """The function that sums a run's CycleDocs into the audit columns."""
+    return _summed_audit

@@ -202,32 +202,9 @@ def test_figures_that_cannot_be_drawn_are_refused(tmp_path, screen_file, clients
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
-def _audit_of(docs) -> dict:
-    """The audit columns summed here from a run's CycleDocs."""
-    from haml_flows.screening.schemas import GUARD_KINDS
-
-    kinds = {handler: kind for kind, handler in GUARD_KINDS.items()}
-    audited = [d for d in docs if d.audit_force_rmse is not None]
-    guards = dict.fromkeys([*GUARD_KINDS, "other"], 0)
-    for d in docs:
-        for c in d.mlpmd_collapse:
-            guards[kinds.get(c.handler, "other")] += 1
-    return {
-        "audited_cycles": len(audited),
-        "audits_failed": sum(d.audit_passed is False for d in docs),
-        "audit_force_rmse_max": max((d.audit_force_rmse for d in audited), default=None),
-        "audit_force_rmse_last": audited[-1].audit_force_rmse if audited else None,
-        "audit_last_cycle": audited[-1].cycle if audited else None,
-        "cycles_guarded": sum(d.stop_reason == "collapse" for d in docs),
-        "guards": guards,
-        "training_fallbacks": sum(d.training_fallback is not None for d in docs),
-        "aimd_corrections": sum(len(d.aimd_corrections) for d in docs),
-    }
-
-
 @pytest.mark.slow
 def test_a_screen_run_by_a_worker_is_ranked_audited_and_drawn(
-    tmp_path, screen_file, clients, monkeypatch
+    tmp_path, screen_file, clients, monkeypatch, summed_audit
 ):
     """Undoped, F and O Li6PS5Cl through FireWorks on the Lennard-Jones reference, two
     audited cycles each with the temperature-band guard on, then `haml results`."""
@@ -273,7 +250,7 @@ def test_a_screen_run_by_a_worker_is_ranked_audited_and_drawn(
     for name, run_id in runs.items():
         docs = cycle_docs(store, run_id)
         assert len(docs) == 2 and ranked[name]["state"] == "COMPLETED"
-        expected = _audit_of(docs)
+        expected = summed_audit(docs)
         assert expected["audited_cycles"] == 2  # every cycle was audited
         assert ranked[name]["audit"] == expected
         assert table[name]["audits_failed"] == str(expected["audits_failed"])

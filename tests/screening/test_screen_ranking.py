@@ -30,6 +30,7 @@ from haml_flows.screening.ranking import (
     cost_from_totals,
     rank_rows,
 )
+from haml_flows.screening.schemas import GUARD_KINDS
 from haml_flows.screening.status import cycle_totals
 from haml_flows.screening.submit import submit_screen
 
@@ -165,39 +166,21 @@ def test_cost_from_totals_is_cost_summary(stored_screen):
         assert value == pytest.approx(summary[key])
 
 
-def _expected_audit(docs) -> dict:
-    """The audit columns summed here from the CycleDocs as stored."""
-    audited = [d for d in docs if d.audit_force_rmse is not None]
-    guards = dict.fromkeys(KINDS.values(), 0)
-    for d in docs:
-        for c in d.mlpmd_collapse:
-            guards[KINDS.get(c.handler, "other")] += 1
-    return {
-        "audited_cycles": len(audited),
-        "audits_failed": sum(d.audit_passed is False for d in docs),
-        "audit_force_rmse_max": max((d.audit_force_rmse for d in audited), default=None),
-        "audit_force_rmse_last": audited[-1].audit_force_rmse if audited else None,
-        "audit_last_cycle": audited[-1].cycle if audited else None,
-        "cycles_guarded": sum(d.stop_reason == "collapse" for d in docs),
-        "guards": guards,
-        "training_fallbacks": sum(d.training_fallback is not None for d in docs),
-        "aimd_corrections": sum(len(d.aimd_corrections) for d in docs),
+def test_guard_kinds_name_the_collapse_guards():
+    assert GUARD_KINDS == {
+        "temperature_band": TemperatureBandHandler.__name__,
+        "close_contact": CloseContactHandler.__name__,
+        "bad_forces": BadForcesHandler.__name__,
+        "overheating": OverheatingHandler.__name__,
     }
 
 
-#: handler -> guard kind, as the collapse guard names its handlers
-KINDS = {cls.__name__: kind for kind, cls in (
-    ("temperature_band", TemperatureBandHandler), ("close_contact", CloseContactHandler),
-    ("bad_forces", BadForcesHandler), ("overheating", OverheatingHandler),
-)} | {"NewKindOfGuard": "other"}
-
-
-def test_audit_columns_sum_the_cycle_docs(stored_screen):
+def test_audit_columns_sum_the_cycle_docs(stored_screen, summed_audit):
     (settings, _, launchpad, db), runs, _, _, cycles = stored_screen
     rows = {r.candidate: r for r in candidate_rows(db, launchpad, "lj_screen",
                                                    settings.DOCS_COLLECTION)}
     for name, docs in cycles.items():
-        assert rows[name].audit.model_dump() == _expected_audit(docs), name
+        assert rows[name].audit.model_dump() == summed_audit(docs), name
     # the same numbers written out by hand for one run
     o = rows["lj_lpsc_o_s1"].audit
     assert (o.audited_cycles, o.audits_failed) == (2, 1)
