@@ -166,7 +166,7 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
         reference.append(measure(frames, cutoffs, pairs, fs))
         aimd_cpu += data["cpu_seconds"]
         aimd_fs += data["fs"]
-    haml, audited, costs, ends = [], [], [], []
+    haml, audited, costs, ends, aimd_fs_in_runs, fs_in_runs = [], [], [], [], 0.0, 0.0
     target = load_spec(system["spec"]).reference.temperature
     for seed in seeds:
         run_id = runs[seed]["run_id"]
@@ -176,6 +176,8 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
             continue
         haml.append(measure(run_timeline(store, run_id), cutoffs, pairs, fs))
         audited.append(audited_force_rmse(docs))
+        aimd_fs_in_runs += sum(d.aimd_fs for d in docs)
+        fs_in_runs += docs[-1].cumulative_fs
         costs.append(cost_summary(docs, run_doc(store, run_id)))
         ends.append(
             f"seed {seed}: {len(docs)} cycles, {docs[-1].cumulative_ps:.2f} ps"
@@ -193,6 +195,7 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
         "haml_cpu_h_per_ps": float(np.mean(haml_per_ps)) if haml_per_ps else None,
         "speedup": aimd_per_ps / float(np.mean(haml_per_ps)) if haml_per_ps else None,
         "audited": audited,
+        "aimd_share": aimd_fs_in_runs / fs_in_runs if fs_in_runs else None,
         "continued": [sum(d.continued for d in cycle_docs(store, runs[s]["run_id"]))
                       for s in seeds],
         "cycles": [len(cycle_docs(store, runs[s]["run_id"])) for s in seeds],
@@ -238,6 +241,28 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def verdict_record(result: dict, overrides: dict) -> dict:
+    """What bench/gate_verdicts.json keeps of one system's gate: settings, verdict, cost."""
+    import subprocess
+
+    from harness import settings_fingerprint
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    return {
+        "system": result["key"], "label": result["label"],
+        "fingerprint": settings_fingerprint(SYSTEMS[result["key"]]["spec"], overrides),
+        "overrides": overrides, "window_ps": result["window_fs"] / 1000.0,
+        "seeds": result["seeds"], "matched": result["matched"],
+        "speedup": result["speedup"], "haml_cpu_h_per_ps": result["haml_cpu_h_per_ps"],
+        "aimd_cpu_h_per_ps": result["aimd_cpu_h_per_ps"],
+        "aimd_share": result["aimd_share"], "cycles": result["cycles"],
+        "continued": result["continued"], "audited": result["audited"],
+        "criteria": [c.__dict__ for c in result["criteria"]],
+        "date": time.strftime("%Y-%m-%d"), "commit": commit,
+    }
+
+
 def table(results: list[dict], command: str, overrides: dict, quiet: str) -> str:
     lines = [
         SECTION,
@@ -256,7 +281,9 @@ def table(results: list[dict], command: str, overrides: dict, quiet: str) -> str
             f"**{r['label']}**, seeds {', '.join(map(str, r['seeds']))}, window "
             f"{r['window_fs'] / 1000:g} ps: **{'MATCHED' if r['matched'] else 'NOT matched'}**; "
             f"HAML {r['haml_cpu_h_per_ps'] or float('nan'):.4f} CPU-h/ps against pure AIMD "
-            f"{r['aimd_cpu_h_per_ps']:.4f} ({speed}); runs: {'; '.join(r['ends'])}.",
+            f"{r['aimd_cpu_h_per_ps']:.4f} ({speed}); AIMD "
+            f"{100 * (r['aimd_share'] or 0):.0f} % of the simulated time; runs: "
+            f"{'; '.join(r['ends'])}.",
             "",
             "| criterion | measured | verdict |",
             "| --- | --- | --- |",
@@ -284,7 +311,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     _quiet()
-    from harness import parse_overrides, private_database
+    from harness import parse_overrides, private_database, record_verdict
 
     overrides = parse_overrides(args.set)
     seeds = list(range(1, args.seeds + 1))
@@ -349,6 +376,8 @@ def main() -> int:
             "audited": r["audited"], "cycles": r["cycles"], "continued": r["continued"],
         }
         (CACHE / f"last_{r['key']}.json").write_text(json.dumps(summary, indent=1))
+        if not args.no_write:
+            record_verdict(verdict_record(r, overrides))
     command = "OMP_NUM_THREADS=1 python bench/fidelity.py " + " ".join(sys.argv[1:])
     from perfdoc import machine_note
 

@@ -336,6 +336,18 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
     plt.close(fig)
 
 
+def verdict_cell(verdict: dict | None) -> str:
+    """The fidelity gate's verdict for the run's settings (bench/gate_verdicts.json)."""
+    if verdict is None:
+        return "**not gated** for these settings: no figure to trust"
+    failed = [c["name"] for c in verdict["criteria"] if not c["passed"]]
+    where = (f"{verdict['window_ps']:g} ps x {len(verdict['seeds'])} seeds, "
+             f"{verdict['date']}, {verdict['commit']}")
+    if verdict["matched"]:
+        return f"matched ({where})"
+    return f"**NOT matched** ({where}; fails: {', '.join(failed)})"
+
+
 def cost_row(r: dict) -> str:
     s = r["summary"]
     cpu = s["cpu_s"]
@@ -351,7 +363,8 @@ def cost_row(r: dict) -> str:
         f"| {s['total_ps']:.3f} ({s['aimd_ps']:.3f} + {s['mlpmd_ps']:.3f}) "
         f"| {_fmt(s['haml_cpu_h_per_ps'])} | {_fmt(s['aimd_cpu_h_per_ps'])} "
         f"| {_cell(pure)} | {_fmt(s['speedup'], '.2f', 'x')} "
-        f"| {_fmt(r['pure_speedup'], '.2f', 'x')} | {share} |"
+        f"| {_fmt(r['pure_speedup'], '.2f', 'x')} | {_cell(verdict_cell(r['verdict']))} "
+        f"| {share} |"
     )
 
 
@@ -387,7 +400,14 @@ def main() -> int:
     if args.aimd_ps <= 0:
         parser.error("--aimd-ps must be positive")
 
-    from harness import parse_overrides, private_database, quiet_warnings, spec_with
+    from harness import (
+        parse_overrides,
+        private_database,
+        quiet_warnings,
+        settings_fingerprint,
+        spec_with,
+        verdict_for,
+    )
 
     from haml_flows.database.stores import make_job_store
     from haml_flows.flows.haml import new_run_id
@@ -445,13 +465,16 @@ def main() -> int:
                 if len(outcomes[key]) == 2:
                     result = system_result(key, outcomes[key]["haml"],
                                            outcomes[key]["aimd"], store)
+                    result["verdict"] = verdict_for(key, settings_fingerprint(
+                        SYSTEMS[key]["spec"], parse_overrides(args.overrides)))
                     results[key] = result
                     print(f"== {SYSTEMS[key]['label']}: run end {result['run_end']}; "
                           f"start structures differ by at most "
                           f"{_fmt(result['displacement'], '.2g')} A; speed-up "
                           f"{_fmt(result['summary']['speedup'], '.2f', 'x')} "
                           f"(AIMD in the run), "
-                          f"{_fmt(result['pure_speedup'], '.2f', 'x')} (pure AIMD)",
+                          f"{_fmt(result['pure_speedup'], '.2f', 'x')} (pure AIMD); "
+                          f"fidelity gate: {verdict_cell(result['verdict'])}",
                           flush=True)
 
     rows = [results[key] for key in args.systems]
@@ -479,12 +502,14 @@ def main() -> int:
         "| HAML ps (AIMD + MLP-MD) | HAML CPU-h/ps "
         "| AIMD CPU-h/ps, in the HAML run | AIMD CPU-h/ps, pure run "
         "| speed-up (vs AIMD in the run) | speed-up vs pure run "
-        "| training share of HAML CPU |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| fidelity gate, same settings | training share of HAML CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *(cost_row(r) for r in rows),
         "",
         "Continued cycles ran MLP-MD only (the previous segment ended at max_steps); "
-        "a failed run is reported from the cycles it completed.",
+        "a failed run is reported from the cycles it completed. A speed-up counts "
+        "only where the fidelity gate (bench/fidelity.py) matched the same settings; "
+        "its verdicts are kept in bench/gate_verdicts.json.",
         "",
         f"Cumulative cost per ps and speed-up per cycle: "
         f"![HAML vs AIMD](figures/{figure.name})",

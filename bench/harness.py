@@ -59,8 +59,8 @@ def private_database(prefix: str = "haml_bench_") -> Iterator[Path]:
         EmbeddedServer(settings).stop()
 
 
-def spec_with(spec_path: Path, overrides: dict[str, object], out: Path) -> Path:
-    """Write ``spec_path`` with dotted-key overrides (``mtp.level: 8``) to ``out``."""
+def _overridden(spec_path: Path, overrides: dict[str, object]) -> dict:
+    """The spec's mapping with dotted-key overrides applied."""
     data = yaml.safe_load(Path(spec_path).read_text())
     for dotted, value in overrides.items():
         node = data
@@ -68,6 +68,12 @@ def spec_with(spec_path: Path, overrides: dict[str, object], out: Path) -> Path:
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
+    return data
+
+
+def spec_with(spec_path: Path, overrides: dict[str, object], out: Path) -> Path:
+    """Write ``spec_path`` with dotted-key overrides (``mtp.level: 8``) to ``out``."""
+    data = _overridden(spec_path, overrides)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(data, sort_keys=False))
     return out
@@ -126,3 +132,48 @@ def run_spec(spec_path: Path, workdir: Path, *, fireworks: bool = False) -> Benc
         run_doc=run_doc(store, run.run_id),
         store=store,
     )
+
+
+#: the fidelity gate's verdicts, one record per system and settings gated
+#: (bench/fidelity.py appends; bench/haml_vs_aimd.py and bench/frontier.py read)
+VERDICTS = ROOT / "bench/gate_verdicts.json"
+_NOT_SETTINGS = ("name", "stop", "reference.seed")
+
+
+def settings_fingerprint(spec_path: Path, overrides: dict[str, object]) -> str:
+    """Hash of what a HAML run's trajectory depends on: the spec with ``overrides``,
+    less its name, stop rules and velocity seed (the gate varies those itself)."""
+    import hashlib
+    import json
+
+    data = _overridden(spec_path, overrides)
+    for dotted in _NOT_SETTINGS:
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.get(key, {})
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def gate_verdicts() -> list[dict]:
+    """Every recorded verdict of the fidelity gate (oldest first)."""
+    import json
+
+    return json.loads(VERDICTS.read_text()) if VERDICTS.exists() else []
+
+
+def record_verdict(record: dict) -> None:
+    """Append one verdict; a later gate of the same system, settings and window replaces it."""
+    import json
+
+    same = ("system", "fingerprint", "window_ps", "seeds")
+    kept = [r for r in gate_verdicts() if any(r.get(k) != record.get(k) for k in same)]
+    VERDICTS.write_text(json.dumps([*kept, record], indent=1) + "\n")
+
+
+def verdict_for(system: str, fingerprint: str) -> dict | None:
+    """The newest verdict of the gate for ``system`` with these settings, if any."""
+    found = [r for r in gate_verdicts()
+             if r["system"] == system and r["fingerprint"] == fingerprint]
+    return found[-1] if found else None

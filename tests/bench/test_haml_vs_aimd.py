@@ -84,9 +84,36 @@ def test_rows_of_failed_runs(bench):
         "pure_per_ps": None, "pure_speedup": None,
         "aimd": {"error": "AimdSegmentFailed: boom"},
         "displacement": 0.0, "window": None, "agreement": None, "note": "",
+        "verdict": None,
     }
     cost = bench.cost_row(row)
     assert "failed in cycle 1: training 1: RuntimeError: a / b" in cost
     assert "failed: AimdSegmentFailed: boom" in cost
     assert cost.count("| n/a ") >= 4
     assert "pure AIMD failed" in bench.agreement_row(row)
+    assert "**not gated** for these settings" in cost
+
+
+def test_a_speedup_carries_the_gate_verdict_of_the_same_settings(bench, tmp_path, monkeypatch):
+    import harness
+
+    monkeypatch.setattr(harness, "VERDICTS", tmp_path / "verdicts.json")
+    spec = Path(bench.SYSTEMS["lpsc"]["spec"])
+    tried = harness.settings_fingerprint(spec, {"reference.steps": 200})
+    # the gate's own seed and stop rules do not change the settings
+    assert harness.settings_fingerprint(
+        spec, {"reference.steps": 200, "reference.seed": 7, "stop.total_time_ps": 2.0}) == tried
+    assert harness.settings_fingerprint(spec, {"reference.steps": 100}) != tried
+    record = {"system": "lpsc", "fingerprint": tried, "window_ps": 2.0, "seeds": [1, 2, 3],
+              "matched": False, "date": "2026-12-04", "commit": "abc1234",
+              "criteria": [{"name": "bonds Li-P", "passed": True},
+                           {"name": "audited force RMSE", "passed": False}]}
+    harness.record_verdict(record)
+    harness.record_verdict({**record, "matched": True})  # the same gate again replaces it
+    assert len(harness.gate_verdicts()) == 1
+    found = harness.verdict_for("lpsc", tried)
+    assert found["matched"] is True
+    assert harness.verdict_for("lpsc", harness.settings_fingerprint(spec, {})) is None
+    harness.record_verdict(record)
+    cell = bench.verdict_cell(harness.verdict_for("lpsc", tried))
+    assert cell.startswith("**NOT matched** (2 ps x 3 seeds") and "fails: audited force RMSE" in cell
