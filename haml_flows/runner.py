@@ -225,7 +225,12 @@ def unfinished_reason(store: JobStore, launchpad, run_id: str) -> str | None:
 
 
 def launch_run_fireworks(run_id: str, launchpad, workdir: Path) -> None:
-    """Run this run's READY Fireworks here until none is left (``rapidfire``).
+    """Run this run's READY Fireworks here until none is left (``rapidfire``)."""
+    launch_fireworks(_fireworks_query(run_id), launchpad, workdir)
+
+
+def launch_fireworks(query: dict, launchpad, workdir: Path) -> None:
+    """Run the READY Fireworks that ``query`` selects here until none is left.
 
     The local worker has the ``env`` of FireWorks' default ``my_fworker.yaml``
     (engine commands), as ``rlaunch`` without ``-w`` would.
@@ -235,9 +240,7 @@ def launch_run_fireworks(run_id: str, launchpad, workdir: Path) -> None:
 
     from haml_flows.engines.commands import fworker_file_env
 
-    worker = FWorker(
-        name="haml-local", query=_fireworks_query(run_id), env=fworker_file_env()
-    )
+    worker = FWorker(name="haml-local", query=query, env=fworker_file_env())
     with _working_directory(workdir):
         rapidfire(launchpad, fworker=worker, nlaunches=0, sleep_time=0, max_loops=1)
 
