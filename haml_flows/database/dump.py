@@ -2,9 +2,9 @@
 
 ``DIR/<database>/<collection>.bson`` holds the collection's documents as their
 BSON bytes one after another; ``DIR/<database>/<collection>.metadata.json``
-its options and indexes in canonical extended JSON, as mongodump writes them.
-A real ``mongorestore DIR`` reads such a dump, and :func:`restore_database`
-reads one that ``mongodump`` wrote.
+its options and indexes in canonical extended JSON, as mongodump writes them:
+the layout a real ``mongorestore DIR`` reads, and the one
+:func:`restore_database` reads, from ``mongodump`` or from here.
 
 Documents travel as raw BSON (``RawBSONDocument``): never decoded, so every
 type and field order is kept, and streamed a cursor batch at a time, so a
@@ -13,8 +13,9 @@ Every collection of the database is copied: jobflow's documents, the GridFS
 ``.files``/``.chunks`` of the data store, FireWorks' ``fireworks``,
 ``launches``, ``workflows``, ``fw_id_assigner``, and the screen collections.
 
-A dump is written next to ``DIR`` and renamed into place when complete, so an
-interrupted dump leaves nothing that looks like one. ``DIR/haml_dump.json``
+A dump is written into a hidden folder of ``DIR`` and renamed to
+``DIR/<database>`` when complete, so an interrupted dump leaves nothing that
+looks like one. ``DIR/haml_dump.json``
 lists what each database's dump holds (mongorestore skips that file), so a
 restore from a dump that was copied only in part says what is missing instead
 of restoring less.
