@@ -318,5 +318,6 @@ def worker_command(
             timeout=timeout,
         )
     except DatabaseUnavailableError as exc:
-        fail(f"{exc} A screen continues with: haml resume RUN_ID per unfinished run "
-             "(haml status lists them), then haml worker.", code=3)
+        again = (f"haml resume --screen {screen}" if screen
+                 else "haml resume --screen NAME (haml status lists the screens)")
+        fail(f"{exc} The screen continues with: {again}", code=3)
