@@ -19,8 +19,9 @@ reference engine):
         [--ps-lpsc 2.0] [--ps-dme 1.0] [--jobs 2] [--set KEY=VALUE ...] \
         [--reference-only] [--no-write]
 
-Figures: docs/figures/fidelity_<system>.png; the gate table goes into the
-"Fidelity gate" section of docs/performance.md (``--no-write``: printed only).
+Figures: docs/figures/fidelity_<system>.png; each system's gate table goes into
+its "Fidelity gate: <system>" section of docs/performance.md and its verdict into
+bench/gate_verdicts.json (``--no-write``: printed only).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 CACHE = ROOT / "bench/.cache/fidelity"
 FIGURES = ROOT / "docs/figures"
-SECTION = "## Fidelity gate"
+SECTION = "## Fidelity gate: "
+"""Each system has its own section, headed ``SECTION + label``."""
 
 SYSTEMS = {
     "lpsc": {
@@ -263,9 +265,11 @@ def verdict_record(result: dict, overrides: dict) -> dict:
     }
 
 
-def table(results: list[dict], command: str, overrides: dict, quiet: str) -> str:
+def table(r: dict, command: str, overrides: dict, quiet: str) -> str:
+    """The gate's section of one system."""
+    speed = f"{r['speedup']:.1f}x" if r["speedup"] else "n/a"
     lines = [
-        SECTION,
+        SECTION + r["label"],
         "",
         f"Command: `{command}` ({os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; "
         f"{quiet}). Settings: the spec's" + (
@@ -274,25 +278,21 @@ def table(results: list[dict], command: str, overrides: dict, quiet: str) -> str
         ) + ". Pure AIMD: the same optimized start and velocity seeds, GFN1-xTB, "
         "cached in bench/.cache/fidelity/.",
         "",
+        f"Seeds {', '.join(map(str, r['seeds']))}, window "
+        f"{r['window_fs'] / 1000:g} ps: **{'MATCHED' if r['matched'] else 'NOT matched'}**; "
+        f"HAML {r['haml_cpu_h_per_ps'] or float('nan'):.4f} CPU-h/ps against pure AIMD "
+        f"{r['aimd_cpu_h_per_ps']:.4f} ({speed}); AIMD "
+        f"{100 * (r['aimd_share'] or 0):.0f} % of the simulated time; runs: "
+        f"{'; '.join(r['ends'])}.",
+        "",
+        "| criterion | measured | verdict |",
+        "| --- | --- | --- |",
     ]
-    for r in results:
-        speed = f"{r['speedup']:.1f}x" if r["speedup"] else "n/a"
-        lines += [
-            f"**{r['label']}**, seeds {', '.join(map(str, r['seeds']))}, window "
-            f"{r['window_fs'] / 1000:g} ps: **{'MATCHED' if r['matched'] else 'NOT matched'}**; "
-            f"HAML {r['haml_cpu_h_per_ps'] or float('nan'):.4f} CPU-h/ps against pure AIMD "
-            f"{r['aimd_cpu_h_per_ps']:.4f} ({speed}); AIMD "
-            f"{100 * (r['aimd_share'] or 0):.0f} % of the simulated time; runs: "
-            f"{'; '.join(r['ends'])}.",
-            "",
-            "| criterion | measured | verdict |",
-            "| --- | --- | --- |",
-        ]
-        lines += [
-            f"| {c.name} | {c.detail} | {'pass' if c.passed else '**fail**'} |"
-            for c in r["criteria"]
-        ]
-        lines += ["", f"![{r['label']}](figures/fidelity_{r['key']}.png)", ""]
+    lines += [
+        f"| {c.name} | {c.detail} | {'pass' if c.passed else '**fail**'} |"
+        for c in r["criteria"]
+    ]
+    lines += ["", f"![{r['label']}](figures/fidelity_{r['key']}.png)", ""]
     return "\n".join(lines)
 
 
@@ -382,10 +382,11 @@ def main() -> int:
     from perfdoc import machine_note
 
     quiet = machine_note(args.quiet_machine)
-    text = table(results, command.strip(), overrides, quiet)
     from perfdoc import publish
 
-    publish(text, SECTION, write=not args.no_write)
+    for r in results:
+        publish(table(r, command.strip(), overrides, quiet), SECTION + r["label"],
+                write=not args.no_write)
     return 0 if all(r["matched"] for r in results) else 1
 
 

@@ -19,12 +19,10 @@ neighbourhood fills.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import pickle
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +54,56 @@ def first_above(grades: np.ndarray, threshold: float) -> int | None:
     return int(hits[0]) + 1 if hits.size else None
 
 
+def _block(name: str) -> str:
+    return name.split(" [")[0] if name.startswith("radial") else name.rsplit(" ", 1)[0]
+
+
+def pair_ranges(frames, cutoff: float) -> dict[str, tuple[float, float]]:
+    """Shortest and longest distance (within ``cutoff``) of each ordered species pair."""
+    from ase.neighborlist import neighbor_list
+
+    ranges: dict[str, tuple[float, float]] = {}
+    for atoms in frames:
+        i, j, d = neighbor_list("ijd", atoms, cutoff)
+        symbols = np.array(atoms.get_chemical_symbols())
+        for key, dist in zip(np.char.add(np.char.add(symbols[i], "-"), symbols[j]), d):
+            lo, hi = ranges.get(key, (np.inf, 0.0))
+            ranges[key] = (min(lo, dist), max(hi, dist))
+    return ranges
+
+
+def what_breaks(active, atoms, ranges: dict, cutoff: float) -> str:
+    """The atom with the largest grade, the parameter block that makes it, and its
+    neighbours at distances the training frames never showed for their pair."""
+    from ase.neighborlist import neighbor_list
+
+    from haml_flows.mtp.engine import KernelMTPEngine
+    from haml_flows.mtp.grade import parameter_names
+
+    engine = KernelMTPEngine(active.data)
+    engine.want_rows = True
+    engine.calculate(atoms)
+    rows = engine.kernel.full_rows(engine.local_rows, engine.itypes)
+    coefficients = rows @ active.inverse
+    atom, slot = np.unravel_index(np.abs(coefficients).argmax(), coefficients.shape)
+    names = parameter_names(active.data)
+    parts: dict[str, float] = {}
+    for j, value in enumerate(rows[atom] * active.inverse[:, slot]):
+        parts[_block(names[j])] = parts.get(_block(names[j]), 0.0) + value
+    block = max(parts, key=lambda k: abs(parts[k]))
+    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    symbols = atoms.get_chemical_symbols()
+    outside = []
+    for jj, dist in zip(j[i == atom], d[i == atom]):
+        key = f"{symbols[atom]}-{symbols[jj]}"
+        lo, hi = ranges.get(key, (np.inf, 0.0))
+        if dist < lo - 0.02 or dist > hi + 0.02:
+            seen = f"{lo:.2f}-{hi:.2f}" if np.isfinite(lo) else "never"
+            outside.append(f"{key} {dist:.2f} A (trained {seen})")
+    return (f"{symbols[atom]} {atom}: {block} ({abs(parts[block]) / abs(coefficients[atom, slot]):.0%}"
+            f" of the grade); " + ("; ".join(outside) if outside else "no pair outside its range"))
+
+
 def one(frames, n_train: int) -> dict:
     from haml_flows.mtp.grade import candidate_active_set
     from haml_flows.mtp.training import train_mtp
@@ -71,6 +119,9 @@ def one(frames, n_train: int) -> dict:
                                      max_frames=spec.active_set_frames)
     grades = np.asarray(active.grade_frames(ahead))
     blocks = active.uncovered_blocks()
+    first = first_above(grades, 10.0)
+    cause = (what_breaks(active, ahead[first - 1], pair_ranges(train, spec.cutoff), spec.cutoff)
+             if first else "")
     row = {
         "n_train": n_train, "held_out": fit.force_rmse, "train_cpu": cpu,
         "fs_to_2": first_above(grades, 2.0), "fs_to_10": first_above(grades, 10.0),
@@ -80,6 +131,7 @@ def one(frames, n_train: int) -> dict:
         "uncovered": len(active.uncovered),
         "blocks": ", ".join(f"{k} {v}" for k, v in sorted(blocks.items(), key=lambda kv: -kv[1])[:4]),
         "n_params": active.n_params,
+        "cause": cause,
     }
     print(row, flush=True)
     return row
@@ -92,10 +144,9 @@ def main() -> int:
     parser.add_argument("--quiet-machine", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    for category in (FutureWarning, DeprecationWarning, UserWarning):
-        warnings.filterwarnings("ignore", category=category)
-    logging.getLogger("motep").setLevel(logging.ERROR)
-    logging.getLogger("haml_flows").setLevel(logging.ERROR)
+    from harness import quiet_fits
+
+    quiet_fits()
     frames, source = load_frames(args.trajectory)
     sizes = [n for n in args.train if n + AHEAD <= len(frames)]
     if not sizes:
@@ -131,6 +182,10 @@ def main() -> int:
         f"| {r['uncovered']} ({r['blocks']}) | {r['train_cpu']:.0f} |"
         for r in rows
     ]
+    lines += ["", "The first frame graded above 10: the atom with the largest grade, the "
+              "parameter block whose terms make most of it, and that atom's neighbours "
+              "at distances no training frame showed for their pair:", ""]
+    lines += [f"- {r['n_train']} frames: {r['cause'] or 'no frame above 10'}" for r in rows]
     lines.append("")
     text = "\n".join(lines)
     from perfdoc import publish

@@ -27,6 +27,16 @@ def quiet_warnings() -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
+def quiet_fits() -> None:
+    """Also hide user warnings and motep's and the package's log lines (fit benches)."""
+    import logging
+
+    quiet_warnings()
+    warnings.filterwarnings("ignore", category=UserWarning)
+    logging.getLogger("motep").setLevel(logging.ERROR)
+    logging.getLogger("haml_flows").setLevel(logging.ERROR)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

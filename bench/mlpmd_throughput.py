@@ -19,11 +19,9 @@ bench/mtp_engine.py), CPU time of one core (run with OMP_NUM_THREADS=1):
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,10 +81,9 @@ def main() -> int:
                         help="say in the doc that nothing else ran on the machine")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    for category in (FutureWarning, DeprecationWarning, UserWarning):
-        warnings.filterwarnings("ignore", category=category)
-    logging.getLogger("motep").setLevel(logging.ERROR)
-    logging.getLogger("haml_flows").setLevel(logging.ERROR)
+    from harness import quiet_fits
+
+    quiet_fits()
 
     from grade_cost import md_cost
     from perfdoc import machine_note
