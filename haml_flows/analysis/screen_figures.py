@@ -311,9 +311,9 @@ def _bond_change_figure(a: ScreenAnalysis, path: Path) -> None:
             ax.bar(offsets[i], values[i], width, color=cmap(j % cmap.N), edgecolor="k", lw=0.5,
                    hatch="" if s.finished else _UNFINISHED_HATCH,
                    label=f"{_pair_label(key)} (< {a.cutoffs[key]:g} Å)" if i == 0 else None)
-            if values[i]:
-                ax.text(offsets[i], values[i], f"{values[i]:+d}", ha="center", fontsize=6.5,
-                        va="bottom" if values[i] > 0 else "top")
+            # a zero change has no bar: its label "0" says it was counted
+            ax.text(offsets[i], values[i], f"{values[i]:+d}" if values[i] else "0",
+                    ha="center", fontsize=6.5, va="bottom" if values[i] >= 0 else "top")
     ax.axhline(0, color="k", lw=0.8)
     _count_axis(ax, [s.bond_change[k] for s in a.candidates for k in pairs], signed=True)
     ax.set_xticks(x)
