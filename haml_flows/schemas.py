@@ -121,7 +121,7 @@ class TrainingDoc(BaseModel):
     cutoff: float = Field(description="Radial cutoff in Angstrom.")
     training_set_size: int = Field(description="Frames in the training set.")
     n_train: int = Field(description="Frames fitted.")
-    n_test: int = Field(description="Held-out frames (the newest ones).")
+    n_test: int = Field(description="Held-out frames (spread over the run, never the newest).")
     energy_rmse: float = Field(description="Energy RMSE on held-out frames, eV/atom.")
     force_rmse: float = Field(description="Force RMSE on held-out frames, eV/Angstrom.")
     warm_started: bool = Field(description="Started from the previous potential.")

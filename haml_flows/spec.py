@@ -200,7 +200,9 @@ class MtpSpec(_Section):
         ),
     )
     holdout_fraction: float = Field(
-        0.2, ge=0, lt=1, description="Newest fraction of frames held out for errors."
+        0.2, ge=0, lt=1,
+        description="Fraction of frames held out for errors, spread over the run; the "
+        "newest frame (where the MLP-MD starts) is always trained on.",
     )
     energy_weight: float = Field(1.0, ge=0, description="Loss weight of energies.")
     force_weight: float = Field(

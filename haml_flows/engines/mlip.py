@@ -94,7 +94,7 @@ def train_with_mlp(
     timeout: float | None = None,
     **settings,
 ) -> TrainingResult:
-    """Fit an MTP with ``mlp train`` and score it with motep on the held-out tail.
+    """Fit an MTP with ``mlp train`` and score it with motep on the held-out frames.
 
     ``settings`` are fields of the ``mtp`` spec section (level, cutoff,
     weights, ...); those not given keep its defaults. Same frame handling as

@@ -109,7 +109,7 @@ class MtpTrainMaker(Maker):
 
         ``labelled`` are MLP-MD frames the reference engine relabelled since
         the last training (the audits'); they join before the new AIMD frames,
-        whose newest part stays the held-out tail.
+        the newest of which is always trained on.
         """
         link_job_folder()
         species = [Element(s).Z for s in self.mtp.species] if self.mtp.species else None

@@ -32,7 +32,7 @@ from haml_flows.engines.mlip import (
 from haml_flows.engines.training import MtpTrainMaker
 from haml_flows.mtp.frames import cfg_to_frames, frames_to_cfg
 from haml_flows.mtp.grade import ActiveSet, load_potential, mtp_calculator
-from haml_flows.mtp.training import _errors
+from haml_flows.mtp.training import _errors, held_out_indices
 from haml_flows.spec import MtpSpec
 
 FWORKER_PLACEHOLDER = ">>mlp_cmd<<"
@@ -74,7 +74,7 @@ def test_train_runs_mlp_train_and_scores_held_out_frames_with_motep(frames, mlp_
     (call,) = _log(mlp_log)
     assert call["argv"] == [
         "train", "init.mtp", "train.cfg", "--trained-pot-name=pot.mtp",
-        "--energy-weight=2.0", "--force-weight=0.01", "--stress-weight=0.001",
+        "--energy-weight=2.0", "--force-weight=0.1", "--stress-weight=0.001",
         "--max-iter=3",
     ]
     assert (result.n_frames, result.n_train, result.n_test) == (12, 10, 2)
@@ -83,7 +83,7 @@ def test_train_runs_mlp_train_and_scores_held_out_frames_with_motep(frames, mlp_
     assert list(data.species) == [13, 29]
     assert data.moment_coeffs is not None
     assert (result.energy_rmse, result.force_rmse) == pytest.approx(
-        _errors(data, frames[10:]), rel=1e-9
+        _errors(data, [frames[i] for i in held_out_indices(12, 2)]), rel=1e-9
     )
     assert result.force_rmse < 1.0 and result.train_seconds > 0
 
@@ -94,7 +94,10 @@ def test_train_cfg_holds_only_training_frames_and_warm_start_sends_previous(
     train_with_mlp(frames, mlp_cmd=MLP, previous=trained.potential, **FAST)
     (call,) = _log(mlp_log)
     assert call["inputs"]["init.mtp"] == _sha(trained.potential)
-    assert call["inputs"]["train.cfg"] == _sha(frames_to_cfg(frames[:10], [13, 29]))
+    held = held_out_indices(12, 2)
+    trained_on = [f for i, f in enumerate(frames) if i not in held]
+    assert frames[-1] in trained_on  # the newest frame, where MLP-MD starts
+    assert call["inputs"]["train.cfg"] == _sha(frames_to_cfg(trained_on, [13, 29]))
 
 
 def test_mlp_cmd_with_launcher_prefix_is_split(frames, trained, mlp_log):

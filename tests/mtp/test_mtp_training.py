@@ -10,7 +10,7 @@ from haml_flows.mtp.basis import untrained_mtp
 from haml_flows.mtp.grade import load_potential
 from haml_flows.mtp.training import MIN_DIST_MARGIN, shortest_distance, train_mtp
 
-FAST = {"level": 8, "cutoff": 4.5, "radial_iterations": 5}
+FAST = {"level": 8, "cutoff": 4.5, "radial_iterations": 5, "rounds": 1}
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +30,14 @@ def _force_rmse(data, frames) -> float:
 def test_training_reduces_force_error(frames, trained):
     start = untrained_mtp(8, [13, 29], cutoff=4.5, min_dist=1.5)
     start.initialize(np.random.default_rng(0))
+    from haml_flows.mtp.training import held_out_indices
+
     assert trained.n_frames == 12
     assert (trained.n_train, trained.n_test) == (10, 2)
-    assert trained.force_rmse < 0.5 * _force_rmse(start, frames[10:])
-    assert trained.force_rmse == pytest.approx(_force_rmse(load_potential(trained.potential), frames[10:]), rel=1e-6)
+    held_out = [frames[i] for i in held_out_indices(12, 2)]
+    assert trained.force_rmse < 0.5 * _force_rmse(start, held_out)
+    assert trained.force_rmse == pytest.approx(
+        _force_rmse(load_potential(trained.potential), held_out), rel=1e-6)
     assert trained.train_seconds > 0
 
 
@@ -177,9 +181,24 @@ def test_rounds_repeat_the_radial_and_linear_stages(frames):
     settings = {**FAST, "holdout_fraction": 0.0}
     one = train_mtp(frames, **settings)
     chained = train_mtp(frames, previous=one.potential, **settings)
-    two = train_mtp(frames, rounds=2, **settings)
+    two = train_mtp(frames, **{**settings, "rounds": 2})
     assert two.force_rmse == pytest.approx(chained.force_rmse, rel=1e-4)
     assert two.energy_rmse == pytest.approx(chained.energy_rmse, rel=1e-3, abs=1e-6)
     assert two.force_rmse < one.force_rmse
     with pytest.raises(ValueError, match="rounds must be >= 1"):
-        train_mtp(frames, rounds=0, **settings)
+        train_mtp(frames, **{**settings, "rounds": 0})
+
+
+def test_the_newest_frame_is_trained_on_and_the_held_out_are_spread():
+    # the MLP-MD starts from the newest frame: the fit must have learnt it
+    from haml_flows.mtp.training import held_out_indices
+
+    for n_frames, n_test in [(12, 2), (61, 12), (100, 20), (401, 80), (3, 2), (2, 1)]:
+        held = held_out_indices(n_frames, n_test)
+        assert len(set(held)) == n_test
+        assert n_frames - 1 not in held
+        assert all(0 <= i < n_frames for i in held)
+    held = held_out_indices(100, 20)
+    gaps = np.diff([-1, *held, 100])
+    assert gaps.max() <= 7  # spread over the run, not a block
+    assert held_out_indices(10, 0) == []
