@@ -155,6 +155,7 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
     from haml_flows.analysis.bonds import DEFAULT_CUTOFFS
     from haml_flows.analysis.cost import cost_summary
     from haml_flows.analysis.fidelity import audited_force_rmse, gate, measure
+    from haml_flows.analysis.report import audit_analysis
     from haml_flows.analysis.timeline import run_timeline
     from haml_flows.queries import cycle_docs, run_doc
     from haml_flows.spec import load_spec
@@ -169,6 +170,7 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
         aimd_cpu += data["cpu_seconds"]
         aimd_fs += data["fs"]
     haml, audited, costs, ends, aimd_fs_in_runs, fs_in_runs = [], [], [], [], 0.0, 0.0
+    audit_frames, cycles = [], []
     target = load_spec(system["spec"]).reference.temperature
     for seed in seeds:
         run_id = runs[seed]["run_id"]
@@ -180,7 +182,15 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
         audited.append(audited_force_rmse(docs))
         aimd_fs_in_runs += sum(d.aimd_fs for d in docs)
         fs_in_runs += docs[-1].cumulative_fs
-        costs.append(cost_summary(docs, run_doc(store, run_id)))
+        rdoc = run_doc(store, run_id)
+        costs.append(cost_summary(docs, rdoc))
+        audit = audit_analysis(store, docs, rdoc.spec if rdoc else {})
+        audit_frames += [
+            {"seed": seed, "cycle": c, "time_ps": t, "kind": k, "gamma": g, "force_rmse": e}
+            for c, t, k, g, e in zip(audit.cycle, audit.time_ps, audit.kind, audit.gamma,
+                                     audit.force_rmse)
+        ]
+        cycles += [{"seed": seed, **{k: getattr(d, k) for k in CYCLE_FIELDS}} for d in docs]
         ends.append(
             f"seed {seed}: {len(docs)} cycles, {docs[-1].cumulative_ps:.2f} ps"
             + (f", failed: {runs[seed]['error']}" if runs[seed].get("error") else "")
@@ -191,6 +201,9 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
     haml_per_ps = [c["haml_cpu_h_per_ps"] for c in costs if c["haml_cpu_h_per_ps"]]
     return {
         "key": key, "label": system["label"], "seeds": seeds, "window_fs": fs,
+        "audit_frames": audit_frames, "cycle_rows": cycles,
+        "max_force_rmse": system["max_force_rmse"],
+        "gamma_break": load_spec(system["spec"]).mlpmd.gamma_break,
         "criteria": criteria, "reference": reference, "haml": haml, "ends": ends,
         "matched": bool(criteria) and all(c.passed for c in criteria),
         "aimd_cpu_h_per_ps": aimd_per_ps,
@@ -202,6 +215,58 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
                       for s in seeds],
         "cycles": [len(cycle_docs(store, runs[s]["run_id"])) for s in seeds],
     }
+
+
+CYCLE_FIELDS = (
+    "cycle", "aimd_steps", "aimd_fs", "mlpmd_steps", "mlpmd_fs", "stop_reason",
+    "gamma_at_stop", "training_set_size", "force_rmse", "audit_force_rmse",
+    "audit_passed", "continued", "temperature_aimd_end", "temperature_mlpmd_end",
+    "cumulative_fs",
+)
+"""What a verdict record keeps of each cycle of each HAML run."""
+
+
+def plot_audit(result: dict, path: Path) -> None:
+    """Audited force error of every HAML run against γ (the switching rule's
+    calibration) and along the runs, one colour per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = result["audit_frames"]
+    fig, (by_gamma, by_time) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, seed in enumerate(result["seeds"]):
+        for kind, marker in (("sample", "o"), ("selected", "^")):
+            rows = [f for f in frames if f["seed"] == seed and f["kind"] == kind]
+            if not rows:
+                continue
+            label = f"seed {seed}, {'sampled' if kind == 'sample' else 'selected'}"
+            by_gamma.plot([f["gamma"] or np.nan for f in rows], [f["force_rmse"] for f in rows],
+                          marker, color=colours[i % len(colours)], ls="none", ms=5,
+                          label=label, alpha=0.8)
+            by_time.plot([f["time_ps"] for f in rows], [f["force_rmse"] for f in rows],
+                         marker, color=colours[i % len(colours)], ls="none", ms=5, alpha=0.8)
+    top = max([result["max_force_rmse"] * 1.3, *(f["force_rmse"] for f in frames)]) * 1.05
+    for ax in (by_gamma, by_time):
+        ax.axhline(result["max_force_rmse"], color="tab:red", ls="--", lw=1,
+                   label=f"audit threshold {result['max_force_rmse']:g} eV/Å")
+        ax.set_ylim(0, top)
+        ax.set_ylabel("force RMSE against GFN1-xTB (eV/Å)")
+    by_gamma.set_xscale("log")
+    by_gamma.axvline(result["gamma_break"], color="k", ls=":", lw=1,
+                     label=f"γ_break {result['gamma_break']:g}")
+    by_gamma.set_xlabel("extrapolation grade γ of the audited frame")
+    by_gamma.set_title("MLP error against γ", fontsize=10)
+    by_time.set_xlabel("simulated time (ps)")
+    by_time.set_xlim(0, result["window_fs"] / 1000.0)
+    by_time.set_title("MLP error along the runs", fontsize=10)
+    by_gamma.legend(fontsize=6.5)
+    fig.suptitle(f"{result['label']}: the MLP audited on its own MLP-MD frames", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot(result: dict, path: Path) -> None:
@@ -261,6 +326,7 @@ def verdict_record(result: dict, overrides: dict) -> dict:
         "aimd_share": result["aimd_share"], "cycles": result["cycles"],
         "continued": result["continued"], "audited": result["audited"],
         "criteria": [c.__dict__ for c in result["criteria"]],
+        "audit_frames": result["audit_frames"], "cycle_rows": result["cycle_rows"],
         "date": time.strftime("%Y-%m-%d"), "commit": commit,
     }
 
@@ -293,6 +359,21 @@ def table(r: dict, command: str, overrides: dict, quiet: str) -> str:
         for c in r["criteria"]
     ]
     lines += ["", f"![{r['label']}](figures/fidelity_{r['key']}.png)", ""]
+    if r["audit_frames"]:
+        lines += [f"Audited force error against γ and along the runs: "
+                  f"![audit {r['label']}](figures/fidelity_{r['key']}_audit.png)", ""]
+    lines += [
+        "Per cycle (seed: AIMD steps, MLP-MD steps and why it stopped, γ there, "
+        "audited force RMSE):", "",
+    ]
+    for seed in r["seeds"]:
+        rows = [c for c in r["cycle_rows"] if c["seed"] == seed]
+        lines.append(f"- seed {seed}: " + "; ".join(
+            f"{c['aimd_steps']} + {c['mlpmd_steps']} ({c['stop_reason']}, "
+            f"γ {c['gamma_at_stop']:.3g}, audit "
+            + ("n/a" if c["audit_force_rmse"] is None else f"{c['audit_force_rmse']:.3f}")
+            + ")" for c in rows))
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -367,9 +448,14 @@ def main() -> int:
         store.connect()
         results = [evaluate(k, seeds, windows[k], caches[k], runs[k], store)
                    for k in args.systems]
-    FIGURES.mkdir(parents=True, exist_ok=True)
+    # --no-write leaves docs/ alone: the figures go next to the cache
+    figures = CACHE / "figures" if args.no_write else FIGURES
+    figures.mkdir(parents=True, exist_ok=True)
+    print(f"figures in {figures}", flush=True)
     for r in results:
-        plot(r, FIGURES / f"fidelity_{r['key']}.png")
+        plot(r, figures / f"fidelity_{r['key']}.png")
+        if r["audit_frames"]:
+            plot_audit(r, figures / f"fidelity_{r['key']}_audit.png")
         summary = {
             "matched": r["matched"], "overrides": overrides, "speedup": r["speedup"],
             "criteria": [c.__dict__ for c in r["criteria"]], "ends": r["ends"],
