@@ -55,13 +55,11 @@ def stage_rows(docs) -> list[dict]:
 
 def orchestration_per_cycle(result) -> tuple[float, float]:
     """Wall seconds per cycle outside the stages, and its share of a cycle's wall."""
+    from cycle_costs import outside_stages
+
     docs = result.docs
-    stages = sum(
-        d.aimd_cost.wall_seconds + d.training_cost.wall_seconds + d.mlpmd_cost.wall_seconds
-        for d in docs
-    )
     optimization = result.run_doc.optimization_cost.wall_seconds
-    outside = result.wall_seconds - optimization - stages
+    outside = outside_stages(result.wall_seconds, docs, optimization_wall_s=optimization)
     per_cycle = outside / len(docs)
     cycle_wall = (result.wall_seconds - optimization) / len(docs)
     return per_cycle, per_cycle / cycle_wall
