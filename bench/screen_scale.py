@@ -429,9 +429,11 @@ def candidate_scale(on, candidate, label: str) -> CandidateScale | None:
     audit_wall = {cycle: c.wall_seconds for cycle, c in audits.items()}
     launches = run_launches(on.launchpad, candidate.run_id)
     done = [l for l in launches if l.state == "COMPLETED" and l.start and l.end]
+    # a running cycle's finished stages have no CycleDoc yet to subtract
+    counted = [l for l in done if candidate.finished or (l.cycle or 0) <= docs[-1].cycle]
     optimization = run.optimization_cost
     orchestration = outside_stages(
-        sum(l.seconds for l in done), docs, audit_wall, optimization.wall_seconds
+        sum(l.seconds for l in counted), docs, audit_wall, optimization.wall_seconds
     )
     cpu = {
         "aimd": cost["cpu_s"]["aimd"], "training": cost["cpu_s"]["training"],

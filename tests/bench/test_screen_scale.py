@@ -1,13 +1,15 @@
-"""bench/screen_scale.py on a screen that a real worker ran.
+"""bench/screen_scale.py on a screen that real workers ran, stopped and finished.
 
 ``haml screen`` submits two candidates (undoped and Se-doped bulk Li6PS5Cl,
 the Lennard-Jones reference, a level-6 MTP, geometry optimization and audits
-on, three cycles each) to the session's embedded server, and one ``haml
-worker`` runs them, under ``/usr/bin/time -v`` when it is installed (Debian's
-``time``; .ci/run installs it). The script's figures are then checked against
-the stored documents, FireWorks' launch records and the worker's log, each
-recomputed here by another route than the script's (raw collections, the
-CycleDocs' job uuids, numpy's fit).
+on, three cycles each) to the session's embedded server. A ``haml worker`` is
+SIGKILLed while a stage of cycle 2 runs, as a deadline stops a screen, and
+the script measures the stopped screen; ``haml resume --screen --no-launch``
+and a second worker, under ``/usr/bin/time -v`` when it is installed
+(Debian's ``time``; .ci/run installs it), finish it, and the script measures
+it again. Its figures are checked against the stored documents, FireWorks'
+launch records and the worker's log, each recomputed here by another route
+than the script's (raw collections, the CycleDocs' job uuids, numpy's fit).
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench/screen_scale.py"
 sys.path.insert(0, str(ROOT / "tests/faults"))
-from fault_helpers import env_for, haml_command, run_haml, write_spec  # noqa: E402
+from fault_helpers import (  # noqa: E402
+    env_for,
+    haml_command,
+    kill_group,
+    run_haml,
+    start,
+    wait_for,
+    write_spec,
+)
 
 SCREEN = "scale_screen"
 CYCLES = 3
@@ -45,8 +55,10 @@ def bench():
 
 
 @pytest.fixture(scope="module")
-def screen_run(embedded_db, tmp_path_factory):
-    """The screen run to its end by one worker, on a database of its own."""
+def screen_run(embedded_db, tmp_path_factory, bench):
+    """The screen stopped by a killed worker (measured then), then run to its end by
+    a second worker, on a database of its own."""
+    from haml_flows.cli._common import clients
     from haml_flows.database.stores import connect
     from haml_flows.settings import HamlSettings
 
@@ -61,19 +73,34 @@ def screen_run(embedded_db, tmp_path_factory):
     env = env_for(settings, OMP_NUM_THREADS="1")
     submitted = run_haml("screen", str(directory / "screen.yaml"), env=env, cwd=directory)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    db = connect(settings)
 
+    worker = start(haml_command("worker", "--screen", SCREEN, "--sleep", "1"), env,
+                   directory / "first", directory / "first.log")
+    try:
+        wait_for(lambda: db.outputs.find_one({"metadata.stage": "aimd", "metadata.cycle": 2}),
+                 timeout=300, what="an AIMD of cycle 2")
+    finally:
+        kill_group(worker)
+    stopped = bench.measure(clients(settings), SCREEN)
+    stored_when_stopped = {s.run_id: _stored(db, s.run_id) for s in stopped[0]}
+    recorded = {d["uuid"] for d in db.outputs.find({"output.doc_type": "haml_cycle"})}
+
+    resumed = run_haml("resume", "--screen", SCREEN, "--lost-after", "0", "--no-launch",
+                       env=env, cwd=directory)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     command = haml_command("worker", "--screen", SCREEN, "--sleep", "1")
     if TIME.exists():
         command = [str(TIME), "-v", *command]
     log = directory / "worker.log"
-    workdir = directory / "worker"
-    workdir.mkdir()
+    (directory / "second").mkdir()
     with log.open("w") as out:  # the worker's own lines, then time's report
-        worker = subprocess.run(command, cwd=workdir, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, timeout=600)
-    assert worker.returncode == 0, log.read_text()[-3000:]
-    db = connect(settings)
-    yield SimpleNamespace(settings=settings, env=env, log=log, dir=directory, db=db)
+        finished = subprocess.run(command, cwd=directory / "second", env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, timeout=600)
+    assert finished.returncode == 0, log.read_text()[-3000:]
+    yield SimpleNamespace(settings=settings, env=env, log=log, dir=directory, db=db,
+                          stopped=stopped, stored_when_stopped=stored_when_stopped,
+                          recorded_when_stopped=recorded)
     db.client.drop_database(settings.DATABASE)
     db.client.close()
 
@@ -83,15 +110,20 @@ def _time(value) -> datetime:
 
 
 def _stored(db, run_id: str) -> dict:
-    """A run's figures recomputed from the raw collections."""
+    """A run's figures recomputed from the raw collections, as far as its cycles are
+    recorded (a running cycle's finished stages are not counted)."""
     import bson
 
     cycles = sorted(db.outputs.find({"output.doc_type": "haml_cycle", "output.run_id": run_id}),
                     key=lambda d: d["output"]["cycle"])
     cycles = [d["output"] for d in cycles]
+    last = cycles[-1]["cycle"]
+    finished = db.outputs.find_one({"output.doc_type": "haml_run_summary",
+                                    "output.run_id": run_id}) is not None
     run = db.outputs.find_one({"output.doc_type": "haml_run", "output.run_id": run_id})["output"]
     audits = {d["metadata"]["cycle"]: d["output"]["cost"] for d in db.outputs.find(
-        {"output.doc_type": "mlpmd_audit", "metadata.run_id": run_id})}
+        {"output.doc_type": "mlpmd_audit", "metadata.run_id": run_id})
+        if d["metadata"]["cycle"] <= last}
     assert sorted(audits) == [c["cycle"] for c in cycles if c.get("audit_job")]
     stage_cpu = {k: sum(c[f"{k}_cost"]["cpu_seconds"] for c in cycles)
                  for k in ("aimd", "training", "mlpmd")}
@@ -102,23 +134,27 @@ def _stored(db, run_id: str) -> dict:
     job_uuids = {c[k] for c in cycles for k in ("aimd_job", "training_job", "mlpmd_job",
                                                    "audit_job") if c.get(k)}
     files = list(db["outputs_data.files"].find({"metadata.job_uuid": {"$in": list(job_uuids)}}))
-    fw_ids = [fw["fw_id"] for fw in db.fireworks.find({"spec.haml_run_id": run_id})]
-    launches = list(db.launches.find({"fw_id": {"$in": fw_ids}}))
-    assert sorted(lau["fw_id"] for lau in launches) == sorted(fw_ids)  # one launch each
-    assert {lau["state"] for lau in launches} == {"COMPLETED"}
+    cycle_of = {fw["fw_id"]: fw["spec"]["cycle"]
+                for fw in db.fireworks.find({"spec.haml_run_id": run_id})}
+    launches = list(db.launches.find({"fw_id": {"$in": list(cycle_of)}}))
+    completed = [lau for lau in launches if lau["state"] == "COMPLETED"]
+    if finished:  # every Firework completed once, whatever was lost on the way
+        assert sorted(lau["fw_id"] for lau in completed) == sorted(cycle_of)
     busy = sum((_time(lau["time_end"]) - _time(lau["time_start"])).total_seconds()
-               for lau in launches)
+               for lau in completed if finished or cycle_of[lau["fw_id"]] <= last)
     audit_wall = sum(a["wall_seconds"] for a in audits.values())
     optimization = run["optimization_cost"]
     trained = [(c["training_set_size"], c["training_cost"]["cpu_seconds"])
                for c in cycles if not c.get("continued")]
     return {
         "cycles": cycles,
+        "finished": finished,
         "cpu": {**stage_cpu, "audit": sum(a["cpu_seconds"] for a in audits.values()),
                 "optimization": optimization["cpu_seconds"]},
         "wall": stage_wall + audit_wall + optimization["wall_seconds"],
         "orchestration": busy - stage_wall - audit_wall - optimization["wall_seconds"],
         "busy": busy,
+        "not_completed": len(launches) - len(completed),
         "total_ps": cycles[-1]["cumulative_fs"] / 1000,
         "aimd_ps": sum(c["aimd_fs"] for c in cycles) / 1000,
         "us_per_atom_step": 1e6 * sum(c["mlpmd_cost"]["cpu_seconds"] for c in stepped)
@@ -129,6 +165,46 @@ def _stored(db, run_id: str) -> dict:
         "file_bytes": sum(f["length"] for f in files),
         "files": len(files),
     }
+
+
+def _check_costs(scale, stored: dict) -> None:
+    """The script's cost figures of one candidate against those recomputed."""
+    assert scale.finished == stored["finished"]
+    assert scale.cycles == len(stored["cycles"])
+    assert stored["cpu"]["audit"] > 0 and stored["cpu"]["optimization"] > 0
+    for part, cpu in stored["cpu"].items():
+        assert scale.cpu_s[part] == pytest.approx(cpu), part
+    # the stages' CPU is the CycleDocs' stage costs, the audits' and the optimization's
+    assert scale.measured_cpu_s == pytest.approx(sum(stored["cpu"].values()))
+    assert scale.measured_wall_s == pytest.approx(stored["wall"])
+    assert 0 < scale.cpu_s["orchestration"] < stored["busy"]
+    assert scale.cpu_s["orchestration"] == pytest.approx(stored["orchestration"])
+    assert scale.unfinished_launches == stored["not_completed"]
+    assert scale.total_ps == pytest.approx(stored["total_ps"])
+    aimd_cpu_h_per_ps = stored["cpu"]["aimd"] / 3600 / stored["aimd_ps"]
+    assert scale.cost["aimd_cpu_h_per_ps"] == pytest.approx(aimd_cpu_h_per_ps)
+    all_cpu = sum(stored["cpu"].values()) + stored["orchestration"]
+    assert scale.haml_all_cpu_h_per_ps == pytest.approx(all_cpu / 3600 / stored["total_ps"])
+    assert scale.speedup_all == pytest.approx(
+        aimd_cpu_h_per_ps / (all_cpu / 3600 / stored["total_ps"]))
+    assert scale.us_per_atom_step == pytest.approx(stored["us_per_atom_step"])
+    assert scale.training == stored["trained"]
+
+
+@pytest.mark.slow
+def test_a_stopped_screen_counts_only_recorded_cycles(screen_run):
+    """At the kill, cycle 2 of one candidate had run its AIMD, its next stage was running:
+    neither counts (no CycleDoc yet), the lost launch is reported, cycle 1 is measured."""
+    scales, _ = screen_run.stopped
+    killed = [s for s in scales if not s.finished and s.unfinished_launches]
+    assert len(killed) == 1, [(s.label, s.cycles, s.unfinished_launches) for s in scales]
+    (scale,) = killed
+    assert scale.cycles == 1
+    stored = screen_run.stored_when_stopped[scale.run_id]
+    assert stored["not_completed"] == 1
+    _check_costs(scale, stored)
+    for other in scales:
+        _check_costs(other, screen_run.stored_when_stopped[other.run_id])
 
 
 @pytest.mark.slow
@@ -142,27 +218,11 @@ def test_figures_equal_the_stored_documents(bench, screen_run):
     assert sorted(s.run_id for s in scales) == run_ids and len(run_ids) == 2
     for scale in scales:
         stored = _stored(db, scale.run_id)
-        assert scale.cycles == CYCLES and scale.finished
-        assert stored["cpu"]["audit"] > 0 and stored["cpu"]["optimization"] > 0
-        for part, cpu in stored["cpu"].items():
-            assert scale.cpu_s[part] == pytest.approx(cpu), part
-        # the stages' CPU is the CycleDocs' stage costs, the audits' and the optimization's
-        assert scale.measured_cpu_s == pytest.approx(sum(stored["cpu"].values()))
-        assert scale.measured_wall_s == pytest.approx(stored["wall"])
-        assert 0 < scale.cpu_s["orchestration"] < stored["busy"]
-        assert scale.cpu_s["orchestration"] == pytest.approx(stored["orchestration"])
-        per_cycle = sum(c.orchestration_s for c in scale.cycles_launches)
+        assert stored["finished"] and scale.cycles == CYCLES
+        _check_costs(scale, stored)
         assert [c.cycle for c in scale.cycles_launches] == list(range(1, CYCLES + 1))
+        per_cycle = sum(c.orchestration_s for c in scale.cycles_launches)
         assert 0 < per_cycle < scale.cpu_s["orchestration"]  # start run, last cycle job outside
-        assert scale.total_ps == pytest.approx(stored["total_ps"])
-        aimd_cpu_h_per_ps = stored["cpu"]["aimd"] / 3600 / stored["aimd_ps"]
-        assert scale.cost["aimd_cpu_h_per_ps"] == pytest.approx(aimd_cpu_h_per_ps)
-        all_cpu = sum(stored["cpu"].values()) + stored["orchestration"]
-        assert scale.haml_all_cpu_h_per_ps == pytest.approx(all_cpu / 3600 / stored["total_ps"])
-        assert scale.speedup_all == pytest.approx(
-            aimd_cpu_h_per_ps / (all_cpu / 3600 / stored["total_ps"]))
-        assert scale.us_per_atom_step == pytest.approx(stored["us_per_atom_step"])
-        assert scale.training == stored["trained"]
         xs, ys = zip(*stored["trained"], strict=True)
         assert bench.fit_slope(scale.training).per_100_frames == pytest.approx(
             100 * np.polyfit(xs, ys, 1)[0])
@@ -180,8 +240,6 @@ def test_figures_equal_the_stored_documents(bench, screen_run):
 def test_worker_memory_and_cpu_from_its_time_log(bench, screen_run):
     if not TIME.exists():
         pytest.skip("/usr/bin/time is not installed (Debian package time)")
-    from haml_flows.cli._common import clients
-
     text = screen_run.log.read_text()
     assert "Rocket finished" in text.split("Command being timed")[0]  # the worker's own lines
     usage = bench.worker_usage(screen_run.log)
@@ -189,9 +247,14 @@ def test_worker_memory_and_cpu_from_its_time_log(bench, screen_run):
                                              text).group(1))
     assert usage.max_rss_kb > 50_000 and usage.exit_status == 0
     assert "haml_flows.cli.main worker --screen" in usage.command
-    scales, _ = bench.measure(clients(screen_run.settings), SCREEN)
-    # the stages ran inside the worker: its CPU holds theirs
-    assert usage.user_s + usage.system_s >= sum(s.measured_cpu_s for s in scales)
+    # the stages of the cycles recorded after the kill ran inside this worker: its CPU
+    # holds theirs
+    later = [d["output"] for d in screen_run.db.outputs.find({"output.doc_type": "haml_cycle"})
+             if d["uuid"] not in screen_run.recorded_when_stopped]
+    assert later
+    stages = sum(c[f"{k}_cost"]["cpu_seconds"] for c in later
+                 for k in ("aimd", "training", "mlpmd"))
+    assert usage.user_s + usage.system_s >= stages
 
 
 @pytest.mark.slow
