@@ -281,6 +281,14 @@ class WorkerUsage:
     system_s: float
     elapsed_s: float
     exit_status: int | None
+    signal: int | None
+
+    @property
+    def ended(self) -> str:
+        """How the worker ended: its exit status, or the signal that stopped it."""
+        if self.signal is not None:
+            return f"signal {self.signal}"
+        return "—" if self.exit_status is None else str(self.exit_status)
 
 
 _TIME_FIELDS = {
@@ -290,6 +298,7 @@ _TIME_FIELDS = {
     "system_s": r"System time \(seconds\): ([\d.]+)",
     "elapsed": r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)",
     "exit_status": r"Exit status: (-?\d+)",
+    "signal": r"Command terminated by signal (\d+)",
 }
 
 
@@ -320,6 +329,7 @@ def worker_usage(path: Path) -> WorkerUsage:
         system_s=float(found["system_s"]),
         elapsed_s=_clock_seconds(found["elapsed"]),
         exit_status=int(found["exit_status"]) if found["exit_status"] is not None else None,
+        signal=int(found["signal"]) if found["signal"] is not None else None,
     )
 
 
@@ -674,10 +684,10 @@ def rates_table(scales: list[CandidateScale]) -> list[str]:
 
 def workers_table(usage: list[WorkerUsage]) -> list[str]:
     rows = [[Path(u.path).name, f"`{u.command}`", f"{u.max_rss_kb / 1024:.0f}", _h(u.elapsed_s),
-             _h(u.user_s + u.system_s), "—" if u.exit_status is None else u.exit_status]
+             _h(u.user_s + u.system_s), u.ended]
             for u in usage]
     return _table(["log", "command", "peak RSS, MiB", "elapsed h", "CPU h (user + system)",
-                   "exit"], rows)
+                   "ended"], rows)
 
 
 def section(scales: list[CandidateScale], left: list[str], usage: list[WorkerUsage],

@@ -245,7 +245,7 @@ def test_worker_memory_and_cpu_from_its_time_log(bench, screen_run):
     usage = bench.worker_usage(screen_run.log)
     assert usage.max_rss_kb == int(re.search(r"Maximum resident set size \(kbytes\): (\d+)",
                                              text).group(1))
-    assert usage.max_rss_kb > 50_000 and usage.exit_status == 0
+    assert usage.max_rss_kb > 50_000 and usage.ended == "0"
     assert "haml_flows.cli.main worker --screen" in usage.command
     # the stages of the cycles recorded after the kill ran inside this worker: its CPU
     # holds theirs
@@ -301,6 +301,9 @@ def test_time_log_parsing_and_growth_verdict(bench, tmp_path):
     usage = bench.worker_usage(log)
     assert (usage.max_rss_kb, usage.user_s, usage.system_s) == (812345, 3600.5, 12.25)
     assert usage.elapsed_s == pytest.approx(3723.5)
+    assert usage.ended == "0"
+    log.write_text(log.read_text().replace("worker output\n", "Command terminated by signal 15\n"))
+    assert bench.worker_usage(log).ended == "signal 15"  # a worker stopped at the deadline
     (tmp_path / "empty.log").write_text("no report\n")
     with pytest.raises(ValueError, match="no /usr/bin/time -v report"):
         bench.worker_usage(tmp_path / "empty.log")
