@@ -225,7 +225,8 @@ class Slope:
 
 
 def fit_slope(points: list[tuple[float, float]]) -> Slope | None:
-    """Slope in CPU s per 100 frames with its standard error (None below 3 points)."""
+    """Slope in CPU s per 100 frames (None below 2 points) with its standard error
+    (None below 3)."""
     if len(points) < 2:
         return None
     xs, ys = [p[0] for p in points], [p[1] for p in points]
