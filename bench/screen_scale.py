@@ -716,8 +716,9 @@ def section(scales: list[CandidateScale], left: list[str], usage: list[WorkerUsa
         "Orchestration: the wall seconds inside the run's Fireworks' launches "
         "(`launches.time_start`/`time_end`) outside those stages, counted as CPU of the "
         "worker process that ran them. HAML CPU-h/ps: *stages* as `haml results` "
-        "counts it (AIMD + training + MLP-MD), *all* with the audit, the optimization and "
-        "orchestration added; AIMD CPU-h/ps from the run's own AIMD segments (AIMD CPU / "
+        "counts it (AIMD + training + MLP-MD + audit; runs stored before CycleDocs "
+        "carried the audit's cost leave it out), *all* with the audit, the optimization "
+        "and orchestration added; AIMD CPU-h/ps from the run's own AIMD segments (AIMD CPU / "
         "AIMD ps). Elapsed: first launch start to last launch end of the candidate "
         "(workers share the cores, so candidates overlap).",
         "",

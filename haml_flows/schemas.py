@@ -340,6 +340,11 @@ class CycleDoc(BaseModel):
         None, description="The audit's verdict; None: no audit (or none possible)."
     )
     audit_job: str | None = Field(None, description="uuid of the audit job.")
+    audit_cost: StageCost | None = Field(
+        None,
+        description="Wall and CPU time of the audit (reference single points and the "
+        "MLP's forces on the audited frames); part of HAML's cost. None: no audit.",
+    )
     completed_at: datetime = Field(default_factory=_now, description="UTC time.")
 
     @property

@@ -690,9 +690,9 @@ def write_figures(result: RunAnalysis, out_dir: Path) -> dict[str, str]:
         ax1.set_ylabel("CPU hours per simulated ps")
         sp = cost["speedup"]
         ax1.set_title(f"Cost; speed-up {sp:.1f}x" if sp else "Cost")
-        stages = ["aimd", "training", "mlpmd"]
-        ax2.bar(stages, [cost["cpu_s"][s] for s in stages],
-                color=["tab:orange", "tab:green", "tab:blue"])
+        stages = ["aimd", "training", "mlpmd", "audit"]
+        ax2.bar(stages, [cost["cpu_s"].get(s, 0.0) for s in stages],
+                color=["tab:orange", "tab:green", "tab:blue", "tab:purple"])
         ax2.set_ylabel("CPU seconds")
         ax2.set_title("CPU time per stage")
     save(fig, out_dir / FIGURES["cost"])

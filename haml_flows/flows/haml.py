@@ -131,6 +131,7 @@ def record_cycle(
         audit_frames=len(audit.get("frames") or []),
         audit_passed=audit.get("passed"),
         audit_job=jobs.get("audit"),
+        audit_cost=audit.get("cost"),
     )
     if continued:
         head = "cycle %d | continued (previous segment trusted to max_steps), MTP of %d frames"
@@ -187,7 +188,7 @@ CYCLE_JOB = "haml cycle"
 _STOP = StopSpec()
 _REFERENCE = ReferenceSpec()
 _AUDIT_FIELDS = (
-    "force_rmse", "force_max_error", "energy_error", "gamma_max", "frames", "passed",
+    "force_rmse", "force_max_error", "energy_error", "gamma_max", "frames", "passed", "cost",
 )
 
 

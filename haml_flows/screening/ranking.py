@@ -64,7 +64,8 @@ def check_rank_key(key: str) -> str:
 
 def cost_from_totals(totals: dict) -> dict:
     """CPU hours per ps of HAML and AIMD and the speed-up, from summed CycleDoc fields."""
-    haml_cpu = totals["aimd_cpu_s"] + totals["training_cpu_s"] + totals["mlpmd_cpu_s"]
+    haml_cpu = (totals["aimd_cpu_s"] + totals["training_cpu_s"] + totals["mlpmd_cpu_s"]
+                + totals.get("audit_cpu_s", 0.0))
     total_ps = (totals.get("simulated_fs") or 0.0) / 1000.0
     aimd_ps = totals["aimd_fs"] / 1000.0
     haml = haml_cpu / total_ps / 3600 if total_ps > 0 else None

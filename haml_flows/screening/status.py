@@ -127,6 +127,7 @@ def cycle_totals(db, docs_collection: str, run_ids: list[str]) -> dict[str, RunT
                 "aimd_cpu_s": {"$sum": "$output.aimd_cost.cpu_seconds"},
                 "training_cpu_s": {"$sum": "$output.training_cost.cpu_seconds"},
                 "mlpmd_cpu_s": {"$sum": "$output.mlpmd_cost.cpu_seconds"},
+                "audit_cpu_s": {"$sum": "$output.audit_cost.cpu_seconds"},
                 **_AUDIT_GROUP,
             }
         },

@@ -88,9 +88,14 @@ def test_report_of_a_real_run(job_store, haml_settings, tmp_path, monkeypatch):
     assert "audited force RMSE" in page and "guards that stopped MLP-MD" in page
     assert on_disk["simulated_ps"] == pytest.approx(docs[-1].cumulative_ps)
     cost = on_disk["cost"]
+    for doc in docs:  # the audit's cost is carried into the CycleDoc and counted
+        assert doc.audit_cost.cpu_seconds == pytest.approx(
+            job_store.get_output(doc.audit_job)["cost"]["cpu_seconds"])
+    assert cost["cpu_s"]["audit"] == pytest.approx(sum(d.audit_cost.cpu_seconds for d in docs))
     assert cost["haml_cpu_s_per_ps"] == pytest.approx(
         sum(d.aimd_cost.cpu_seconds + d.training_cost.cpu_seconds
-            + d.mlpmd_cost.cpu_seconds for d in docs) / docs[-1].cumulative_ps
+            + d.mlpmd_cost.cpu_seconds + d.audit_cost.cpu_seconds for d in docs)
+        / docs[-1].cumulative_ps
     )
     assert cost["speedup"] == pytest.approx(
         cost["aimd_cpu_s_per_ps"] / cost["haml_cpu_s_per_ps"]

@@ -82,6 +82,7 @@ class StoredRuns:
                 aimd_cost=StageCost(wall_seconds=aimd_cpu, cpu_seconds=aimd_cpu),
                 training_cost=StageCost(wall_seconds=5.0, cpu_seconds=5.0),
                 mlpmd_cost=StageCost(wall_seconds=mlpmd_cpu, cpu_seconds=mlpmd_cpu),
+                audit_cost=StageCost(wall_seconds=2.0, cpu_seconds=2.0),
                 mlpmd_gamma_seconds=0.1, cumulative_fs=total, temperature_aimd_start=300,
                 temperature_aimd_end=300, temperature_mlpmd_start=300,
                 temperature_mlpmd_end=300, aimd_job="a", training_job="t", mlpmd_job="m",
