@@ -34,14 +34,20 @@ def test_spec_builds(name):
 
 def test_dopant_screen_expands_to_valid_specs(tmp_path):
     specs = expand_screen(WORKFLOWS / "lpsc_dopant_screen.yaml")
-    assert sorted(specs) == ["li_lpsc_f", "li_lpsc_o", "li_lpsc_se"]
+    # the pristine interface and the paper's three dopants
+    assert sorted(specs) == ["li_lpsc_f", "li_lpsc_o", "li_lpsc_se", "li_lpsc_undoped"]
     for name, data in specs.items():
         spec = parse_spec(data)
         assert spec.mlpmd.gamma_break == 10
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(data))
-        dopant = data["system"]["parameters"]["dopant"]
-        assert prepare_run(path).structure.composition[dopant] == 1
+        dopant = data["system"]["parameters"].get("dopant")
+        composition = prepare_run(path).structure.composition
+        if dopant is None:
+            assert name == "li_lpsc_undoped"
+            assert not {"Se", "F", "O"} & {e.symbol for e in composition}
+        else:
+            assert composition[dopant] == 1
 
 
 def test_screen_rejects_unknown_keys(tmp_path):
