@@ -8,7 +8,11 @@ reference engine):
    per velocity seed (the spec's ``reference.seed`` replaced), cached in
    bench/.cache/fidelity/ so that reruns reuse it;
 2. HAML runs with the same seeds and the spec's settings (``--set`` to try
-   others), each on a private embedded server;
+   others), on an embedded server whose data stay in bench/.cache/fidelity/
+   haml_db: a run that finished is reused by a later invocation with the same
+   settings, window, seed and committed haml_flows/ tree (index
+   haml_runs.json), so a gate longer than one sitting can be completed in
+   several (``--fresh`` runs them all again);
 3. haml_flows.analysis.fidelity: per tracked bond type the time-averaged
    count and its series, partial-RDF overlaps HAML-AIMD next to AIMD-AIMD,
    the temperatures, the closest contacts and the audited force RMSE, and
@@ -17,7 +21,7 @@ reference engine):
 
     OMP_NUM_THREADS=1 python bench/fidelity.py [--systems lpsc dme] [--seeds 3] \
         [--ps-lpsc 2.0] [--ps-dme 1.0] [--jobs 2] [--set KEY=VALUE ...] \
-        [--reference-only] [--no-write]
+        [--reference-only] [--no-write] [--fresh]
 
 Figures: docs/figures/fidelity_<system>.png; each system's gate table goes into
 its "Fidelity gate: <system>" section of docs/performance.md and its verdict into
@@ -74,6 +78,42 @@ def _fingerprint(spec_path: Path) -> str:
     keep["reference"] = {k: v for k, v in (keep["reference"] or {}).items()
                          if k not in ("seed", "steps", "max_steps", "lengthen_factor")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:12]
+
+
+RUNS_INDEX = CACHE / "haml_runs.json"
+"""Finished HAML runs of the gate, by :func:`_run_key`."""
+
+
+def _code_tree() -> str:
+    """The committed haml_flows/ tree, or "dirty" when the package has local changes
+    (runs of uncommitted code are not reused)."""
+    import subprocess
+
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", *argv], cwd=ROOT, capture_output=True,
+                              text=True).stdout.strip()
+
+    if git("status", "--porcelain", "--", "haml_flows"):
+        return "dirty"
+    return git("rev-parse", "HEAD:haml_flows")[:12] or "unknown"
+
+
+def _run_key(key: str, spec_path: Path, overrides: dict, seed: int, fs: float,
+             tree: str) -> str:
+    from harness import settings_fingerprint
+
+    return (f"{key}|{settings_fingerprint(spec_path, overrides)}|code {tree}"
+            f"|seed {seed}|{fs:.0f} fs")
+
+
+def _finished_runs() -> dict:
+    return json.loads(RUNS_INDEX.read_text()) if RUNS_INDEX.exists() else {}
+
+
+def _record_run(run_key: str, outcome: dict) -> None:
+    index = _finished_runs()
+    index[run_key] = {**outcome, "date": time.strftime("%Y-%m-%d %H:%M")}
+    RUNS_INDEX.write_text(json.dumps(index, indent=1))
 
 
 def _seeded(spec_path: Path, seed: int, overrides: dict, out: Path) -> Path:
@@ -390,6 +430,8 @@ def main() -> int:
     parser.add_argument("--reference-only", action="store_true",
                         help="build (or check) the cached pure-AIMD ensembles and stop")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--fresh", action="store_true",
+                        help="run every HAML seed again instead of reusing finished runs")
     args = parser.parse_args()
     _quiet()
     from harness import parse_overrides, private_database, record_verdict
@@ -398,7 +440,9 @@ def main() -> int:
     seeds = list(range(1, args.seeds + 1))
     windows = {"lpsc": args.ps_lpsc * 1000.0, "dme": args.ps_dme * 1000.0}
     CACHE.mkdir(parents=True, exist_ok=True)
-    with private_database("haml_fidelity_") as tmp:
+    tree = _code_tree()
+    finished = {} if args.fresh or tree == "dirty" else _finished_runs()
+    with private_database("haml_fidelity_", db_dir=CACHE / "haml_db") as tmp:
         from haml_flows.database.stores import make_job_store
         from haml_flows.flows.haml import new_run_id
         from haml_flows.settings import HamlSettings
@@ -423,8 +467,15 @@ def main() -> int:
                     total = {"stop.total_time_ps": fs / 1000.0, "stop.max_cycles": 1000}
                     haml_spec = _seeded(spec, seed, {**total, **overrides},
                                         tmp / f"{key}_haml_{seed}.yaml")
+                    run_key = _run_key(key, spec, overrides, seed, fs, tree)
+                    if run_key in finished:
+                        runs[key][seed] = finished[run_key]
+                        print(f"{key} HAML seed {seed}: reusing run "
+                              f"{finished[run_key]['run_id']} ({finished[run_key]['date']})",
+                              flush=True)
+                        continue
                     run_id = new_run_id(f"fidelity-{key}-s{seed}")
-                    runs[key][seed] = {"run_id": run_id}
+                    runs[key][seed] = {"run_id": run_id, "run_key": run_key}
                     haml_queue.append(((key, "haml", seed), (
                         haml_task, key, str(haml_spec), run_id, str(tmp / f"work_{key}_{seed}"))))
             for label, call in haml_queue:
@@ -434,6 +485,8 @@ def main() -> int:
                 outcome = future.result()
                 if kind == "haml":
                     runs[key][seed].update(outcome)
+                    if tree != "dirty":
+                        _record_run(runs[key][seed]["run_key"], outcome)
                 elif outcome["error"]:
                     raise SystemExit(f"{key} AIMD seed {seed} failed: {outcome['error']}")
                 print(f"{key} {kind} seed {seed} finished", flush=True)

@@ -44,16 +44,18 @@ def _free_port() -> int:
 
 
 @contextmanager
-def private_database(prefix: str = "haml_bench_") -> Iterator[Path]:
+def private_database(prefix: str = "haml_bench_", db_dir: Path | None = None) -> Iterator[Path]:
     """Start an embedded server on a free port in a temporary directory.
 
     Yields the temporary directory (work directories go below it); the
-    HAML_* environment points every HamlSettings() at the server.
+    HAML_* environment points every HamlSettings() at the server. ``db_dir``
+    keeps the server's data there instead (a benchmark that reuses finished
+    runs across invocations).
     """
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.update(
         HAML_CONFIG_FILE=str(tmp / "none.yaml"),
-        HAML_DB_DIR=str(tmp / "db"),
+        HAML_DB_DIR=str(db_dir or tmp / "db"),
         HAML_DB_PORT=str(_free_port()),
         HAML_DATABASE="bench",
     )
