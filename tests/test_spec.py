@@ -44,6 +44,7 @@ def test_shipped_specs_validate_and_build():
         ("mtp", "radial_frames", 0, "mtp.radial_frames"),
         ("mtp", "linear_frames", 0, "mtp.linear_frames"),
         ("mtp", "rounds", 0, "mtp.rounds"),
+        ("mtp", "warm_rounds", 0, "mtp.warm_rounds"),
     ],
 )
 def test_bad_values_name_the_field(section, key, value, field):

@@ -103,7 +103,7 @@ def train_with_mlp(
     warm start from ``previous``). ``init.mtp`` is ``previous`` or an
     untrained potential of ``level``; only the training frames go to
     ``train.cfg``. ``max_iter`` is passed as ``--max-iter`` (``None``: MLIP's
-    default); motep's optimizer settings (``radial_iterations``, ``rounds``,
+    default); motep's optimizer settings (``radial_iterations``, ``rounds``, ``warm_rounds``,
     ``seed``, ...) are accepted and not used.
     """
     fit = MtpSpec(**settings)

@@ -72,8 +72,8 @@ class MtpTrainMaker(Maker):
     ``mtp.engine`` 'mlip' trains with MLIP's ``mlp train``, with the command
     read on the worker (``HAML_MLP_CMD``, or ``mlp_cmd`` here); unset, it is
     mlip when the worker has an ``mlp`` command and motep otherwise. MLIP runs
-    its own optimizer, so ``radial_iterations``, ``rounds``, ``radial_frames``,
-    ``linear_frames`` and ``seed`` apply to motep only.
+    its own optimizer, so ``radial_iterations``, ``rounds``, ``warm_rounds``,
+    ``radial_frames``, ``linear_frames`` and ``seed`` apply to motep only.
 
     A fit that fails, ends with a non-finite loss or does worse on the
     held-out frames than the previous potential is not used: the previous

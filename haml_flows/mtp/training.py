@@ -302,6 +302,7 @@ def train_mtp(
     linear_frames: int | None = DEFAULTS.linear_frames,
     lbfgs_coefficients: Sequence[str] = LBFGS_COEFFICIENTS,
     rounds: int = DEFAULTS.rounds,
+    warm_rounds: int | None = DEFAULTS.warm_rounds,
 ) -> TrainingResult:
     """Train an MTP on ``frames`` (chronological) and score it on held-out frames.
 
@@ -318,8 +319,11 @@ def train_mtp(
     start's linear coefficients already fit the previous radial functions,
     and the final linear stage refits them on all frames).
     ``lbfgs_coefficients`` names what the L-BFGS stage fits (motep's names).
-    ``rounds`` repeats the L-BFGS stage and the linear stage after it.
+    ``rounds`` repeats the L-BFGS stage and the linear stage after it;
+    ``warm_rounds`` replaces it on a warm start (``None``: ``rounds``).
     """
+    if previous is not None and warm_rounds is not None:
+        rounds = warm_rounds
     if rounds < 1:
         msg = f"rounds must be >= 1, got {rounds}"
         raise ValueError(msg)

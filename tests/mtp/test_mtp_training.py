@@ -144,6 +144,19 @@ def test_stages_and_their_frames(frames, monkeypatch):
     )
     assert seen == [("LLS", 10), ("minimize", 10), ("LLS", 10)]
     seen.clear()
+    # a warm start runs warm_rounds rounds, or rounds when warm_rounds is None
+    train_mtp(frames, **{**FAST, "radial_iterations": 2, "rounds": 3, "warm_rounds": 2},
+              previous=cold.potential)
+    assert seen == 2 * [("minimize", 10), ("LLS", 10)]
+    seen.clear()
+    train_mtp(frames, **{**FAST, "radial_iterations": 2, "rounds": 3, "warm_rounds": None},
+              previous=cold.potential)
+    assert seen == 3 * [("minimize", 10), ("LLS", 10)]
+    seen.clear()
+    # ... and a cold start rounds, whatever warm_rounds says
+    train_mtp(frames, **{**FAST, "radial_iterations": 2, "rounds": 2, "warm_rounds": 1})
+    assert seen == [("LLS", 10)] + 2 * [("minimize", 10), ("LLS", 10)]
+    seen.clear()
     # linear stages capped: the newest half of the cap and older frames spread
     train_mtp(
         frames, **{**FAST, "radial_iterations": 2}, radial_frames=4, linear_frames=6,
