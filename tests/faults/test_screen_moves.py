@@ -148,12 +148,14 @@ def test_a_killed_screen_moves_to_another_machine_and_finishes(
         assert f"left: {killed_candidate}: run {killed_run} is unfinished" in out
         assert "by state: 1 RUNNING, " in out, out
 
-        code, out = resume("--lost-after", "0", "--no-launch")
+        # the SIGKILL can land while the worker holds its workflow's lock; FireWorks
+        # would then wait WFLOCK_EXPIRATION_SECS for it: --unlock releases it
+        code, out = resume("--lost-after", "0", "--unlock", "--no-launch")
         assert code == 0, out
         assert f"{killed_candidate} ({killed_run}): 1 cycles stored, lost Fireworks " \
                f"rerun: [{killed['fw_id']}]" in out
         assert f"screen {SCREEN}: 1 unfinished candidates ready" in out
-        code, out = resume("--lost-after", "0")
+        code, out = resume("--lost-after", "0", "--unlock")
         assert code == 0, out
         assert f"screen {SCREEN}: all 3 candidates finished" in out
         code, out = resume()
