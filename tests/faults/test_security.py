@@ -185,7 +185,13 @@ def tls_server(tmp_path, embedded_db):
         yield port, ca
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Seen once in CI: the TLS server ignored SIGTERM for 30 s
+            # (an unfinished handshake); the test had passed by then.
+            process.kill()
+            process.wait(timeout=30)
         log.close()
 
 
