@@ -34,7 +34,7 @@ from haml_flows.distances import pair_minimum_distances
 from haml_flows.mtp.basis import untrained_mtp
 from haml_flows.mtp.frames import frame_species
 from haml_flows.mtp.grade import load_potential, potential_text
-from haml_flows.mtp.sampling import evenly_spaced, recent_and_spread
+from haml_flows.mtp.sampling import evenly_spaced, recent_and_spread, with_priority
 from haml_flows.progress import StageProgress, current_stage
 from haml_flows.spec import MtpSpec
 
@@ -156,14 +156,19 @@ def _radial_step(iterations: int, coefficients: Sequence[str] = LBFGS_COEFFICIEN
     }
 
 
+def _audited(frames: list[Atoms]) -> list[int]:
+    """Indices of the MLP-MD frames the reference relabelled (``origin`` 'audit')."""
+    return [i for i, atoms in enumerate(frames) if atoms.info.get("origin") == "audit"]
+
+
 def _recent_and_spread(frames: list[Atoms], n: int | None) -> list[Atoms]:
-    """At most ``n`` frames: the newest half of ``n``, and older ones evenly spaced."""
-    return [frames[i] for i in recent_and_spread(len(frames), n)]
+    """At most ``n`` frames: audited ones (up to half), the newest, older ones spread."""
+    return [frames[i] for i in with_priority(recent_and_spread, len(frames), n, _audited(frames))]
 
 
 def _evenly_spaced(frames: list[Atoms], n: int | None) -> list[Atoms]:
-    """At most ``n`` frames spread over the whole run, always including the last."""
-    return [frames[i] for i in evenly_spaced(len(frames), n)]
+    """At most ``n`` frames: audited ones (up to half), the others spread, the last kept."""
+    return [frames[i] for i in with_priority(evenly_spaced, len(frames), n, _audited(frames))]
 
 
 def _initial_data(
@@ -314,7 +319,9 @@ def train_mtp(
     frames (``None``: all), which bounds its cost as the data set grows; the
     linear stages use every training frame, or at most ``linear_frames``
     (the newest half of them and older ones evenly spaced), which bounds their
-    cost too: each frame costs one parameter Jacobian. ``linear_first`` runs a linear
+    cost too. Under either cap the audited MLP-MD frames (``info['origin']``
+    'audit') come first, up to half of it (:func:`with_priority`). Each frame
+    costs one parameter Jacobian. ``linear_first`` runs a linear
     stage before the L-BFGS stage; by default only on a cold start (a warm
     start's linear coefficients already fit the previous radial functions,
     and the final linear stage refits them on all frames).

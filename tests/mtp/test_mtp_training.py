@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from ase import Atoms
 from motep.calculator import MTP
 
 from haml_flows.mtp.basis import untrained_mtp
@@ -168,8 +169,8 @@ def test_stages_and_their_frames(frames, monkeypatch):
 def test_linear_frames_keep_the_newest_and_spread_the_rest():
     from haml_flows.mtp.training import _recent_and_spread
 
-    frames = list(range(40))
-    picked = _recent_and_spread(frames, 10)
+    frames = [Atoms("H", info={"index": i}) for i in range(40)]
+    picked = [a.info["index"] for a in _recent_and_spread(frames, 10)]
     assert len(picked) == 10
     assert picked[-5:] == [35, 36, 37, 38, 39]
     assert picked[0] == 0 and picked[:5] == sorted(set(picked[:5]))
@@ -178,6 +179,33 @@ def test_linear_frames_keep_the_newest_and_spread_the_rest():
     assert _recent_and_spread(frames[:8], 10) == frames[:8]
     with pytest.raises(ValueError, match="linear_frames"):
         train_mtp([], linear_frames=0)
+
+
+def test_capped_stages_keep_the_audited_frames_first():
+    """Audited MLP-MD frames take up to half of a cap; the newest AIMD frame stays."""
+    from haml_flows.mtp.training import _evenly_spaced, _recent_and_spread
+
+    # 3 cycles of 30 AIMD frames, each followed by 4 audited MLP-MD frames
+    frames = []
+    for cycle in range(3):
+        frames += [Atoms("H", info={"index": len(frames) + i}) for i in range(30)]
+        frames += [Atoms("H", info={"index": len(frames) + 30 + i, "origin": "audit"})
+                   for i in range(4)]
+    frames += [Atoms("H", info={"index": len(frames) + i}) for i in range(30)]
+    audited = [a.info["index"] for a in frames if a.info.get("origin") == "audit"]
+    assert len(audited) == 12
+
+    linear = [a.info["index"] for a in _recent_and_spread(frames, 20)]
+    assert len(linear) == 20
+    assert set(audited[-10:]) <= set(linear)  # half of the cap, the newest audited
+    assert frames[-1].info["index"] in linear
+    radial = [a.info["index"] for a in _evenly_spaced(frames, 30)]
+    assert len(radial) == 30 and set(audited) <= set(radial)
+    assert frames[-1].info["index"] in radial and frames[0].info["index"] in radial
+    # without audited frames the caps pick as before
+    plain = [a for a in frames if a.info.get("origin") != "audit"]
+    assert [a.info["index"] for a in _recent_and_spread(plain, 20)][-10:] == [
+        a.info["index"] for a in plain[-10:]]
 
 
 def test_radial_stage_moves_the_radial_functions_and_improves_the_fit(frames):
