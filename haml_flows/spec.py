@@ -43,6 +43,14 @@ DISTANCE_MARGIN = 0.6
 (0.6 leaves room for new bonds, e.g. S-S at 2.05 A where the training set's
 shortest S-S is 3.3 A, and flags atoms pressed into each other)."""
 
+CONTACT_TOLERANCE = 0.1
+"""Angstrom: an MLP-MD pair may come this much closer than the run's reference
+dynamics ever brought it (the fidelity gate allows the same below the pure-AIMD
+ensemble's closest contact)."""
+
+CONTACT_RANGE = 4.0
+"""Angstrom: a pair the reference kept farther apart is held to this distance."""
+
 TEMPERATURE_FACTOR = 3.0
 """The temperature has run away above this multiple of the thermostat target."""
 
@@ -308,6 +316,12 @@ class MlpMdSpec(_Section):
         DISTANCE_MARGIN, gt=0, le=1,
         description="Collapse guard: fraction of a pair's shortest training distance "
         "(capped at the covalent radii sum) below which two atoms have collapsed.",
+    )
+    contact_tolerance: float | None = Field(
+        CONTACT_TOLERANCE, ge=0,
+        description="Guard: a segment is stopped when a pair comes more than this "
+        "(Angstrom) closer than the run's reference dynamics ever brought it (at most "
+        "4 A); None leaves only the distance_margin rule.",
     )
     temperature_factor: float = Field(
         TEMPERATURE_FACTOR, gt=1,

@@ -132,6 +132,7 @@ class MlpMdMaker(Maker):
             guard = CollapseGuard.for_training_set(
                 atoms, training_frames, md.temperature, max_force=md.max_force,
                 distance_margin=md.distance_margin,
+                contact_tolerance=md.contact_tolerance,
                 temperature_factor=md.temperature_factor,
                 temperature_band=md.temperature_band,
                 temperature_window=max(1, round(md.temperature_window_fs / md.time_step)),

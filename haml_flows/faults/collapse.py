@@ -27,6 +27,8 @@ from haml_flows.distances import pair_minimum_distances
 from haml_flows.faults.checks import apply_handlers
 from haml_flows.schemas import FaultCorrection
 from haml_flows.spec import (
+    CONTACT_RANGE,
+    CONTACT_TOLERANCE,
     DISTANCE_MARGIN,
     MAX_FORCE,
     TEMPERATURE_BAND,
@@ -112,55 +114,76 @@ class BadForcesHandler(_AtomsHandler):
 
 
 class CloseContactHandler(_AtomsHandler):
-    """Two atoms closer than ``margin`` times their pair's shortest training distance.
+    """Two atoms closer than their pair's limit, learned from the reference frames.
 
-    The pair's distance is capped at the sum of covalent radii: a pair the
-    training set only saw far apart (e.g. the two Cl of a small cell) is not
-    held to that distance.
+    Two rules, the looser of which sets a pair's limit:
+
+    - ``margin`` times the pair's shortest training distance, capped at the
+      sum of covalent radii (a pair the training set only saw far apart, e.g.
+      the two Cl of a small cell, is not held to that distance): atoms
+      pressed into each other;
+    - with ``tolerance`` (Angstrom), the pair's shortest training distance,
+      at most ``contact_range``, less ``tolerance``: no pair comes closer
+      than the reference's own dynamics has ever brought it (the fidelity
+      gate's closest-contact rule, against the run's own reference frames).
+      A new bond the reference never made is left to the reference: the
+      segment hands over, and the AIMD that follows teaches it.
 
     Distances are minimum-image vectors from rounded fractional differences,
-    exact for every distance below half the smallest cell height, which the
-    limits (a few Angstrom) stay under; pairs the training set never had get
-    the smallest limit of all pairs.
+    exact for every distance below half the smallest cell height; the
+    tolerance rule's limits are kept under it, the margin rule's (a few
+    Angstrom) must be. Pairs the training set never had get the smallest
+    limit of all pairs.
     """
 
     def __init__(
-        self, pair_minima: dict[tuple[int, int], float], margin: float = DISTANCE_MARGIN
+        self,
+        pair_minima: dict[tuple[int, int], float],
+        margin: float = DISTANCE_MARGIN,
+        tolerance: float | None = CONTACT_TOLERANCE,
+        contact_range: float = CONTACT_RANGE,
     ) -> None:
         if not pair_minima:
             raise ValueError("pair_minima is empty: the training set has no atom pairs")
         if not 0 < margin <= 1:
             raise ValueError(f"distance margin must be in (0, 1], got {margin}")
+        if tolerance is not None and tolerance < 0:
+            raise ValueError(f"contact tolerance must be >= 0 A, got {tolerance}")
         self.margin = margin
-        self.limits = {
+        self.tolerance = tolerance
+        self.margin_limits = {
             (a, b): margin * min(d, covalent_radii[a] + covalent_radii[b])
             for (a, b), d in pair_minima.items()
+        }
+        self.reference_limits = (
+            {}
+            if tolerance is None
+            else {key: min(d, contact_range) - tolerance for key, d in pair_minima.items()}
+        )
+        self.limits = {
+            key: max(limit, self.reference_limits.get(key, 0.0))
+            for key, limit in self.margin_limits.items()
         }
         self._found = ""
 
     def prepare(self, atoms: Atoms) -> None:
         """The distance limit of every pair of these atoms, and their cell."""
-        default = min(self.limits.values())
-        numbers = atoms.numbers
-        limit = np.array(
-            [
-                [self.limits.get((min(a, b), max(a, b)), default) for b in numbers]
-                for a in numbers
-            ]
-        )
-        upper = np.triu(np.ones_like(limit, dtype=bool), k=1)
-        self._limit2 = np.where(upper, limit**2, -1.0)
-        self._limit = limit
+        limit = _pair_matrix(self.limits, atoms.numbers)
         cell = atoms.cell.array
         self._cell = cell
         self._inverse = np.linalg.inv(cell) if atoms.cell.rank == 3 else None
         if self._inverse is not None:
-            heights = 1.0 / np.linalg.norm(self._inverse, axis=0)
-            if limit.max() >= 0.5 * heights.min():
+            half_height = 0.5 / np.linalg.norm(self._inverse, axis=0).max()
+            margin_limit = _pair_matrix(self.margin_limits, atoms.numbers)
+            if margin_limit.max() >= half_height:
                 raise ValueError(
-                    f"distance limit {limit.max():.2f} A is not below half the "
-                    f"smallest cell height ({heights.min():.2f} A)"
+                    f"distance limit {margin_limit.max():.2f} A is not below half the "
+                    f"smallest cell height ({2 * half_height:.2f} A)"
                 )
+            limit = np.minimum(limit, np.maximum(margin_limit, half_height - 1e-3))
+        upper = np.triu(np.ones_like(limit, dtype=bool), k=1)
+        self._limit2 = np.where(upper, limit**2, -1.0)
+        self._limit = limit
 
     def check(self, atoms: Atoms) -> bool:
         positions = atoms.positions
@@ -182,12 +205,27 @@ class CloseContactHandler(_AtomsHandler):
         self._found = (
             f"atoms {a} ({atoms[a].symbol}) and {b} ({atoms[b].symbol}) "
             f"{np.sqrt(dist2[a, b]):.3f} A apart, below {self._limit[a, b]:.3f} A "
-            f"({self.margin:g} x the shortest training distance of the pair)"
+            f"({self._rule(atoms.numbers[a], atoms.numbers[b])})"
         )
         return True
 
+    def _rule(self, a: int, b: int) -> str:
+        key = (int(min(a, b)), int(max(a, b)))
+        if self.reference_limits.get(key, 0.0) > self.margin_limits.get(key, 0.0):
+            return (f"{self.tolerance:g} A below the closest the reference dynamics "
+                    "brought the pair")
+        return f"{self.margin:g} x the shortest training distance of the pair"
+
     def describe(self) -> str:
         return self._found
+
+
+def _pair_matrix(limits: dict[tuple[int, int], float], numbers: np.ndarray) -> np.ndarray:
+    """``limits[(Z_i, Z_j)]`` for every pair of atoms; pairs without one get the smallest."""
+    default = min(limits.values())
+    return np.array(
+        [[limits.get((min(a, b), max(a, b)), default) for b in numbers] for a in numbers]
+    )
 
 
 class OverheatingHandler(_AtomsHandler):
@@ -286,6 +324,7 @@ class CollapseGuard:
         *,
         max_force: float = MAX_FORCE,
         distance_margin: float = DISTANCE_MARGIN,
+        contact_tolerance: float | None = CONTACT_TOLERANCE,
         temperature_factor: float = TEMPERATURE_FACTOR,
         temperature_band: float | None = None,
         temperature_window: int = 200,
@@ -301,7 +340,8 @@ class CollapseGuard:
         handlers = [
             BadForcesHandler(max_force),
             CloseContactHandler(
-                pair_minimum_distances(dynamics or training_frames), distance_margin
+                pair_minimum_distances(dynamics or training_frames), distance_margin,
+                contact_tolerance,
             ),
             OverheatingHandler(temperature, temperature_factor),
         ]

@@ -9,11 +9,14 @@ embedded database, so the documents a fault could cost are counted.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from ase import Atoms
+from ase.data import atomic_numbers
 from jobflow import run_locally
 from pymatgen.core.trajectory import Trajectory
 
@@ -262,10 +265,54 @@ def test_healthy_potential_is_not_flagged(trained):
     doc = MtpTrainMaker.make.original(
         MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=15)), aimd.trajectory
     )
-    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=60, gamma_break=1e9))
+    # the collapse rules alone: the reference-contact rule is the next test's
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=60, gamma_break=1e9, contact_tolerance=None))
     out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
     assert out.stop_reason == "max_steps" and out.collapse == []
     assert out.rolled_back_to_step is None and out.guard_seconds > 0
+
+
+def test_a_pair_closer_than_the_reference_ever_brought_it_stops_the_segment(trained):
+    """A sound potential, but its MD reaches a Li-Li distance the 8-step reference never did."""
+    aimd, _ = trained
+    doc = MtpTrainMaker.make.original(
+        MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=15)), aimd.trajectory
+    )
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=60, gamma_break=1e9))
+    out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
+    assert out.stop_reason == "collapse"
+    (fired,) = out.collapse
+    assert fired.handler == "CloseContactHandler"
+    assert "0.1 A below the closest the reference dynamics brought the pair" in fired.errors[0]
+    minima = pair_minimum_distances(cfg_to_frames(doc.training_set))
+    symbols = re.findall(r"\(([A-Z][a-z]?)\)", fired.errors[0])
+    distance = float(re.search(r"([0-9.]+) A apart", fired.errors[0]).group(1))
+    key = tuple(sorted(atomic_numbers[s] for s in symbols))
+    assert minima[key] - 0.1 - 0.01 < distance < minima[key] - 0.1
+    # rolled back to a frame where every pair is within the limits
+    restored = pair_minimum_distances([out.structure.to_ase_atoms()])
+    assert all(d >= min(minima[k], 4.0) - 0.1 for k, d in restored.items() if k in minima)
+
+
+def test_contact_limits_take_the_looser_rule_and_fit_the_cell():
+    from haml_flows.faults.collapse import CloseContactHandler
+
+    minima = {(3, 3): 2.278, (3, 17): 2.30, (17, 17): 3.42, (15, 17): 6.0}
+    handler = CloseContactHandler(minima, margin=0.6, tolerance=0.1)
+    assert handler.limits[(3, 3)] == pytest.approx(2.178)
+    assert handler.limits[(17, 17)] == pytest.approx(3.32)  # the margin rule: 0.6 x 2.04
+    assert handler.limits[(15, 17)] == pytest.approx(3.9)  # held to the 4 A range
+    loose = CloseContactHandler(minima, margin=0.6, tolerance=None)
+    assert loose.limits[(17, 17)] == pytest.approx(0.6 * (0.99 + 1.02), abs=0.02)
+    # a 7 A cell: minimum images are exact below 3.5 A, the limits stay under it
+    atoms = Atoms("ClClP", positions=[[0, 0, 0], [3.45, 0, 0], [3.5, 3.5, 3.5]],
+                  cell=[7.0, 7.0, 7.0], pbc=True)
+    handler.prepare(atoms)
+    assert not handler.check(atoms)
+    atoms.positions[1] = [3.25, 0, 0]
+    assert handler.check(atoms) and "Cl" in handler.describe()
+    with pytest.raises(ValueError, match="contact tolerance"):
+        CloseContactHandler(minima, tolerance=-0.1)
 
 
 # --- training failures -------------------------------------------------------
