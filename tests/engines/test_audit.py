@@ -25,7 +25,8 @@ def segment():
     train = MtpTrainMaker(mtp=MtpSpec(level=6, radial_iterations=10))
     doc = MtpTrainMaker.make.original(train, aimd.trajectory)
     md = MlpMdSpec(max_steps=60, gamma_break=float("inf"), gamma_select=1.05,
-                   save_interval=5, temperature=600.0, temperature_band=None)
+                   save_interval=5, temperature=600.0, temperature_band=None,
+                   contact_tolerance=None)
     mlpmd = MlpMdMaker.make.original(
         MlpMdMaker(mlpmd=md), aimd.structure, doc.potential, doc.training_set,
         doc.active_set.model_dump(), doc.active_set_slots,

@@ -69,7 +69,7 @@ def test_segment_keeps_frames_between_gamma_select_and_gamma_break(trained):
     aimd, doc = trained
     md = MlpMdSpec(
         max_steps=200, gamma_break=1e9, gamma_select=1.05, max_selected=4,
-        save_interval=5, temperature=1500.0, temperature_band=None,
+        save_interval=5, temperature=1500.0, temperature_band=None, contact_tolerance=None,
     )
     out = MlpMdMaker.make.original(
         MlpMdMaker(mlpmd=md), aimd.structure, doc.potential, doc.training_set,

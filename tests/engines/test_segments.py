@@ -77,7 +77,8 @@ def test_gamma_break_stops_the_segment(trained):
 
 def test_step_limit_when_gamma_stays_below_break(trained):
     aimd, doc = trained
-    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=30, gamma_break=1e9, save_interval=10))
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=30, gamma_break=1e9, save_interval=10,
+                                       contact_tolerance=None))
     out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
     assert out.stop_reason == "max_steps" and out.n_steps == 30
     assert [p["step"] for p in out.trajectory.frame_properties] == [0, 10, 20, 30]
@@ -119,7 +120,8 @@ def test_a_rotated_cell_turns_positions_and_velocities_together():
 
 def test_gamma_every_k_steps(trained):
     aimd, doc = trained
-    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=20, gamma_break=1e9, gamma_every=5))
+    maker = MlpMdMaker(mlpmd=MlpMdSpec(max_steps=20, gamma_break=1e9, gamma_every=5,
+                                       contact_tolerance=None))
     out = MlpMdMaker.make.original(maker, aimd.structure, doc.potential, doc.training_set)
     assert [s for s, _ in out.gamma_history] == [0, 5, 10, 15, 20]
 

@@ -77,7 +77,8 @@ def _mlpmd(trained, potential, store, tmp_path, monkeypatch, **settings):
     aimd, doc = trained
     # the grade off: grades of a collapsing potential exceed any finite threshold
     maker = MlpMdMaker(
-        mlpmd=MlpMdSpec(max_steps=300, gamma_break=float("inf"), save_interval=5, **settings)
+        mlpmd=MlpMdSpec(**{"max_steps": 300, "gamma_break": float("inf"), "save_interval": 5,
+                           "contact_tolerance": None, **settings})
     )
     job = maker.make(aimd.structure, potential, doc.training_set)
     output, lost = _run_job(job, store, tmp_path, monkeypatch)
