@@ -268,14 +268,17 @@ CYCLE_FIELDS = (
 
 def plot_audit(result: dict, path: Path) -> None:
     """Audited force error of every HAML run against γ (the switching rule's
-    calibration) and along the runs, one colour per seed."""
+    calibration), against the time into its MLP-MD segment and along the runs,
+    one colour per seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     frames = result["audit_frames"]
-    fig, (by_gamma, by_time) = plt.subplots(1, 2, figsize=(10, 3.8))
+    starts = {(c["seed"], c["cycle"]): c["cumulative_fs"] - c["mlpmd_fs"]
+              for c in result["cycle_rows"]}
+    fig, (by_gamma, by_segment, by_time) = plt.subplots(1, 3, figsize=(14, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, seed in enumerate(result["seeds"]):
         for kind, marker in (("sample", "o"), ("selected", "^")):
@@ -288,8 +291,12 @@ def plot_audit(result: dict, path: Path) -> None:
                           label=label, alpha=0.8)
             by_time.plot([f["time_ps"] for f in rows], [f["force_rmse"] for f in rows],
                          marker, color=colours[i % len(colours)], ls="none", ms=5, alpha=0.8)
+            by_segment.plot(
+                [f["time_ps"] * 1000.0 - starts[(seed, f["cycle"])] for f in rows],
+                [f["force_rmse"] for f in rows],
+                marker, color=colours[i % len(colours)], ls="none", ms=5, alpha=0.8)
     top = max([result["max_force_rmse"] * 1.3, *(f["force_rmse"] for f in frames)]) * 1.05
-    for ax in (by_gamma, by_time):
+    for ax in (by_gamma, by_segment, by_time):
         ax.axhline(result["max_force_rmse"], color="tab:red", ls="--", lw=1,
                    label=f"audit threshold {result['max_force_rmse']:g} eV/Å")
         ax.set_ylim(0, top)
@@ -299,6 +306,9 @@ def plot_audit(result: dict, path: Path) -> None:
                      label=f"γ_break {result['gamma_break']:g}")
     by_gamma.set_xlabel("extrapolation grade γ of the audited frame")
     by_gamma.set_title("MLP error against γ", fontsize=10)
+    by_segment.set_xlabel("MLP-MD time into its segment (fs)")
+    by_segment.set_xlim(0, None)
+    by_segment.set_title("MLP error along a segment", fontsize=10)
     by_time.set_xlabel("simulated time (ps)")
     by_time.set_xlim(0, result["window_fs"] / 1000.0)
     by_time.set_title("MLP error along the runs", fontsize=10)
@@ -307,6 +317,31 @@ def plot_audit(result: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def replot_audit(systems: list[str], overrides: dict) -> None:
+    """The audit figure of each system from its newest recorded verdict with ``overrides``."""
+    from harness import gate_verdicts, settings_fingerprint
+
+    from haml_flows.spec import load_spec
+
+    for key in systems:
+        spec = SYSTEMS[key]["spec"]
+        fingerprint = settings_fingerprint(spec, overrides)
+        found = [r for r in gate_verdicts()
+                 if r["system"] == key and r["fingerprint"] == fingerprint]
+        if not found or not found[-1]["audit_frames"]:
+            print(f"{key}: no recorded verdict with audited frames for these settings")
+            continue
+        record = found[-1]
+        path = ROOT / f"docs/figures/fidelity_{key}_audit.png"
+        plot_audit({**record, "key": key, "window_fs": record["window_ps"] * 1000.0,
+                    "max_force_rmse": SYSTEMS[key]["max_force_rmse"],
+                    "gamma_break": float(overrides.get("mlpmd.gamma_break",
+                                                      load_spec(spec).mlpmd.gamma_break))},
+                   path)
+        print(f"{key}: {path.relative_to(ROOT)} from the verdict of {record['date']}, "
+              f"commit {record['commit']}")
 
 
 def plot(result: dict, path: Path) -> None:
@@ -348,7 +383,7 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def verdict_record(result: dict, overrides: dict) -> dict:
+def verdict_record(result: dict, overrides: dict, code: str) -> dict:
     """What bench/gate_verdicts.json keeps of one system's gate: settings, verdict, cost."""
     import subprocess
 
@@ -367,7 +402,7 @@ def verdict_record(result: dict, overrides: dict) -> dict:
         "continued": result["continued"], "audited": result["audited"],
         "criteria": [c.__dict__ for c in result["criteria"]],
         "audit_frames": result["audit_frames"], "cycle_rows": result["cycle_rows"],
-        "date": time.strftime("%Y-%m-%d"), "commit": commit,
+        "date": time.strftime("%Y-%m-%d"), "commit": commit, "code": code,
     }
 
 
@@ -432,11 +467,17 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--fresh", action="store_true",
                         help="run every HAML seed again instead of reusing finished runs")
+    parser.add_argument("--replot-audit", action="store_true",
+                        help="redraw docs/figures/fidelity_<system>_audit.png from the newest "
+                        "verdict recorded for these settings (bench/gate_verdicts.json) and stop")
     args = parser.parse_args()
     _quiet()
     from harness import parse_overrides, private_database, record_verdict
 
     overrides = parse_overrides(args.set)
+    if args.replot_audit:
+        replot_audit(args.systems, overrides)
+        return
     seeds = list(range(1, args.seeds + 1))
     windows = {"lpsc": args.ps_lpsc * 1000.0, "dme": args.ps_dme * 1000.0}
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -516,7 +557,7 @@ def main() -> int:
         }
         (CACHE / f"last_{r['key']}.json").write_text(json.dumps(summary, indent=1))
         if not args.no_write:
-            record_verdict(verdict_record(r, overrides))
+            record_verdict(verdict_record(r, overrides, tree))
     command = "OMP_NUM_THREADS=1 python bench/fidelity.py " + " ".join(sys.argv[1:])
     from perfdoc import machine_note
 

@@ -176,10 +176,11 @@ def gate_verdicts() -> list[dict]:
 
 
 def record_verdict(record: dict) -> None:
-    """Append one verdict; a later gate of the same system, settings and window replaces it."""
+    """Append one verdict; a later gate of the same system, settings, window and
+    package code (the committed ``haml_flows/`` tree) replaces it."""
     import json
 
-    same = ("system", "fingerprint", "window_ps", "seeds")
+    same = ("system", "fingerprint", "window_ps", "seeds", "code")
     kept = [r for r in gate_verdicts() if any(r.get(k) != record.get(k) for k in same)]
     VERDICTS.write_text(json.dumps([*kept, record], indent=1) + "\n")
 

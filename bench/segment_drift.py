@@ -1,0 +1,119 @@
+"""Where a HAML run's MLP-MD goes wrong: the audited error along each long segment,
+the potential's own energy there, and what the AIMD after it does.
+
+For every MLP-MD segment of at least ``--min-steps`` steps in the gate's HAML
+runs (bench/fidelity.py keeps them in bench/.cache/fidelity/haml_db; the runs
+are found in its index haml_runs.json): the audited force RMSE and energy
+error (MLP minus reference, meV/atom) at the segment's first and last audited
+frame, the change of the MLP's own potential energy over the segment, and the
+lowest reference potential energy of the AIMD segment that starts from the
+segment's last frame, against its first (a configuration the reference finds too high in
+energy relaxes there, and the thermostat takes the heat out).
+
+    python bench/segment_drift.py [--system lpsc] [--min-steps 200] [--port PORT]
+
+``--port``: a server already serving the cache (e.g. while bench/fidelity.py
+runs); otherwise one is started on it. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+CACHE = Path(__file__).parent / ".cache" / "fidelity"
+
+
+def _runs(system: str) -> list[tuple[str, str, str]]:
+    """(code tree, seed, run id) of every finished gate run of ``system``."""
+    index = json.loads((CACHE / "haml_runs.json").read_text())
+    rows = []
+    for key, entry in index.items():
+        parts = key.split("|")
+        if parts[0] == system and entry.get("run_id") and not entry.get("error"):
+            rows.append((parts[2].removeprefix("code "), parts[3], entry["run_id"]))
+    return sorted(rows)
+
+
+def _per_atom_energies(traj) -> np.ndarray:
+    n = len(traj[0])
+    return np.array([p["energy"] for p in traj.frame_properties]) / n * 1000.0
+
+
+def table(store, system: str, min_steps: int) -> str:
+    from haml_flows.queries import cycle_docs, trajectory
+
+    lines = [
+        "| code | seed | cycle | MLP-MD steps (fs) | stop | audit F-RMSE first -> last (eV/A) "
+        "| audit energy error first -> last (meV/atom) | MLP energy change (meV/atom) "
+        "| next AIMD: lowest reference energy less its first (meV/atom) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    short = []  # the same AIMD energy change after short segments, for comparison
+    for code, seed, run_id in _runs(system):
+        docs = cycle_docs(store, run_id)
+        for doc, after in zip(docs, [*docs[1:], None]):
+            if doc.mlpmd_steps < min_steps and after is not None and after.aimd_job:
+                ref = _per_atom_energies(trajectory(store, after.aimd_job))
+                short.append(ref[:100].min() - ref[0])
+            if doc.mlpmd_steps < min_steps or doc.audit_job is None:
+                continue
+            audit = store.get_output(doc.audit_job)
+            frames = sorted(audit.get("frames") or [], key=lambda f: f["step"])
+            mlp = _per_atom_energies(trajectory(store, doc.mlpmd_job))
+            relax = "no AIMD after it"
+            if after is not None and after.aimd_job is not None:
+                ref = _per_atom_energies(trajectory(store, after.aimd_job))
+                relax = (f"{ref[:100].min() - ref[0]:+.0f} in 100 steps, {ref.min() - ref[0]:+.0f} "
+                         f"in {after.aimd_steps}")
+            lines.append(
+                f"| {code[:7]} | {seed.removeprefix('seed ')} | {doc.cycle} | {doc.mlpmd_steps} "
+                f"({doc.mlpmd_fs:.0f}) | {doc.stop_reason} | {frames[0]['force_rmse']:.3f} -> "
+                f"{frames[-1]['force_rmse']:.3f} | {1000 * frames[0]['energy_error']:+.0f} -> "
+                f"{1000 * frames[-1]['energy_error']:+.0f} | {mlp[-1] - mlp[0]:+.0f} | {relax} |"
+            )
+    if short:
+        lines += ["", f"After the {len(short)} segments shorter than {min_steps} steps, the "
+                  "next AIMD's lowest reference energy in its first 100 steps lay "
+                  f"{-np.median(short):.0f} meV/atom below its first frame's (median; range "
+                  f"{-max(short):.0f} to {-min(short):.0f})."]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--system", default="lpsc", choices=["lpsc", "dme"])
+    parser.add_argument("--min-steps", type=int, default=200)
+    parser.add_argument("--port", type=int, help="a server already serving the cache")
+    args = parser.parse_args()
+    if not (CACHE / "haml_runs.json").exists():
+        sys.exit(f"error: no gate runs in {CACHE} (run bench/fidelity.py first)")
+    from harness import private_database
+
+    from haml_flows.database.stores import make_job_store
+    from haml_flows.settings import HamlSettings
+
+    def run() -> None:
+        store = make_job_store(HamlSettings())
+        store.connect()
+        print(table(store, args.system, args.min_steps))
+
+    if args.port:
+        os.environ.update(HAML_DB_PORT=str(args.port), HAML_DATABASE="bench",
+                          HAML_CONFIG_FILE=str(CACHE / "none.yaml"))
+        os.environ.pop("HAML_MONGODB_URI", None)
+        run()
+    else:
+        with private_database("haml_drift_", db_dir=CACHE / "haml_db"):
+            run()
+
+
+if __name__ == "__main__":
+    main()
