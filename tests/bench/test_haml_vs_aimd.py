@@ -117,3 +117,7 @@ def test_a_speedup_carries_the_gate_verdict_of_the_same_settings(bench, tmp_path
     harness.record_verdict(record)
     cell = bench.verdict_cell(harness.verdict_for("lpsc", tried))
     assert cell.startswith("**NOT matched** (2 ps x 3 seeds") and "fails: audited force RMSE" in cell
+    # the same gate on other package code is a new row, not a replacement
+    harness.record_verdict({**record, "code": "0123456789ab", "matched": True})
+    assert len(harness.gate_verdicts()) == 2
+    assert harness.verdict_for("lpsc", tried)["code"] == "0123456789ab"
