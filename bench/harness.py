@@ -168,6 +168,36 @@ def settings_fingerprint(spec_path: Path, overrides: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
+GATE_CACHE = Path(__file__).parent / ".cache" / "fidelity"
+"""bench/fidelity.py's cache: reference ensembles, and its HAML runs in haml_db."""
+
+
+@contextmanager
+def gate_store(port: int | None = None):
+    """A connected job store on the fidelity gate's HAML runs.
+
+    ``port``: a server already serving the cache (bench/fidelity.py running);
+    otherwise one is started on it for the duration.
+    """
+
+    def store():
+        from haml_flows.database.stores import make_job_store
+        from haml_flows.settings import HamlSettings
+
+        job_store = make_job_store(HamlSettings())
+        job_store.connect()
+        return job_store
+
+    if port:
+        os.environ.update(HAML_DB_PORT=str(port), HAML_DATABASE="bench",
+                          HAML_CONFIG_FILE=str(GATE_CACHE / "none.yaml"))
+        os.environ.pop("HAML_MONGODB_URI", None)
+        yield store()
+    else:
+        with private_database("haml_gate_", db_dir=GATE_CACHE / "haml_db"):
+            yield store()
+
+
 def gate_verdicts() -> list[dict]:
     """Every recorded verdict of the fidelity gate (oldest first)."""
     import json

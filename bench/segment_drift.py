@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -28,12 +27,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-CACHE = Path(__file__).parent / ".cache" / "fidelity"
-
 
 def _runs(system: str) -> list[tuple[str, str, str]]:
     """(code tree, seed, run id) of every finished gate run of ``system``."""
-    index = json.loads((CACHE / "haml_runs.json").read_text())
+    from harness import GATE_CACHE
+
+    index = json.loads((GATE_CACHE / "haml_runs.json").read_text())
     rows = []
     for key, entry in index.items():
         parts = key.split("|")
@@ -51,18 +50,18 @@ def table(store, system: str, min_steps: int) -> str:
     from haml_flows.queries import cycle_docs, trajectory
 
     lines = [
-        "| code | seed | cycle | MLP-MD steps (fs) | stop | audit F-RMSE first -> last (eV/A) "
-        "| audit energy error first -> last (meV/atom) | MLP energy change (meV/atom) "
-        "| next AIMD: lowest reference energy less its first (meV/atom) |",
+        ("| code | seed | cycle | MLP-MD steps (fs) | stop | audit F-RMSE first -> last (eV/A) "
+         "| audit energy error first -> last (meV/atom) | MLP energy change (meV/atom) "
+         "| next AIMD: lowest reference energy less its first (meV/atom) |"),
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    short = []  # the same AIMD energy change after short segments, for comparison
+    short: dict[str, list[float]] = {}  # the AIMD energy change after short segments
     for code, seed, run_id in _runs(system):
         docs = cycle_docs(store, run_id)
         for doc, after in zip(docs, [*docs[1:], None]):
             if doc.mlpmd_steps < min_steps and after is not None and after.aimd_job:
                 ref = _per_atom_energies(trajectory(store, after.aimd_job))
-                short.append(ref[:100].min() - ref[0])
+                short.setdefault(code, []).append(ref[:100].min() - ref[0])
             if doc.mlpmd_steps < min_steps or doc.audit_job is None:
                 continue
             audit = store.get_output(doc.audit_job)
@@ -79,11 +78,11 @@ def table(store, system: str, min_steps: int) -> str:
                 f"{frames[-1]['force_rmse']:.3f} | {1000 * frames[0]['energy_error']:+.0f} -> "
                 f"{1000 * frames[-1]['energy_error']:+.0f} | {mlp[-1] - mlp[0]:+.0f} | {relax} |"
             )
-    if short:
-        lines += ["", f"After the {len(short)} segments shorter than {min_steps} steps, the "
-                  "next AIMD's lowest reference energy in its first 100 steps lay "
-                  f"{-np.median(short):.0f} meV/atom below its first frame's (median; range "
-                  f"{-max(short):.0f} to {-min(short):.0f})."]
+    for code, drops in short.items():
+        lines += ["", (f"Code {code[:7]}: after the {len(drops)} segments shorter than "
+                       f"{min_steps} steps, the next AIMD's lowest reference energy in its "
+                       f"first 100 steps lay {-np.median(drops):.0f} meV/atom below its first "
+                       f"frame's (median; range {-max(drops):.0f} to {-min(drops):.0f}).")]
     return "\n".join(lines)
 
 
@@ -93,27 +92,12 @@ def main() -> None:
     parser.add_argument("--min-steps", type=int, default=200)
     parser.add_argument("--port", type=int, help="a server already serving the cache")
     args = parser.parse_args()
-    if not (CACHE / "haml_runs.json").exists():
-        sys.exit(f"error: no gate runs in {CACHE} (run bench/fidelity.py first)")
-    from harness import private_database
+    from harness import GATE_CACHE, gate_store
 
-    from haml_flows.database.stores import make_job_store
-    from haml_flows.settings import HamlSettings
-
-    def run() -> None:
-        store = make_job_store(HamlSettings())
-        store.connect()
+    if not (GATE_CACHE / "haml_runs.json").exists():
+        sys.exit(f"error: no gate runs in {GATE_CACHE} (run bench/fidelity.py first)")
+    with gate_store(args.port) as store:
         print(table(store, args.system, args.min_steps))
-
-    if args.port:
-        os.environ.update(HAML_DB_PORT=str(args.port), HAML_DATABASE="bench",
-                          HAML_CONFIG_FILE=str(CACHE / "none.yaml"))
-        os.environ.pop("HAML_MONGODB_URI", None)
-        run()
-    else:
-        with private_database("haml_drift_", db_dir=CACHE / "haml_db"):
-            run()
-
 
 if __name__ == "__main__":
     main()
