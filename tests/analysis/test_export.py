@@ -49,8 +49,10 @@ def xtb_run(embedded_db, tmp_path_factory):
     data["reference"]["steps"] = 6
     data["optimization"]["steps"] = 3
     data["mtp"].update(level=8, radial_iterations=10)
+    # no reference-contact guard: 6 AIMD steps see too few contacts, and a
+    # segment stopped at its first step would leave no MLP-MD frames to export
     data["mlpmd"].update(max_steps=12, save_interval=3, gamma_break=1e5,
-                         continue_trusted=False)
+                         continue_trusted=False, contact_tolerance=None)
     data["audit"] = {"enabled": False}
     data["stop"]["max_cycles"] = 2
     folder = tmp_path_factory.mktemp("xtb_run")
