@@ -435,7 +435,7 @@ def table(r: dict, command: str, overrides: dict, quiet: str) -> str:
     ]
     lines += ["", f"![{r['label']}](figures/fidelity_{r['key']}.png)", ""]
     if r["audit_frames"]:
-        lines += [f"Audited force error against γ and along the runs: "
+        lines += [f"Audited force error against γ, against the time into its MLP-MD segment and along the runs: "
                   f"![audit {r['label']}](figures/fidelity_{r['key']}_audit.png)", ""]
     lines += [
         "Per cycle (seed: AIMD steps, MLP-MD steps and why it stopped, γ there, "
