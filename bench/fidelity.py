@@ -48,7 +48,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-CACHE = ROOT / "bench/.cache/fidelity"
+from harness import GATE_CACHE as CACHE
+
 FIGURES = ROOT / "docs/figures"
 SECTION = "## Fidelity gate: "
 """Each system has its own section, headed ``SECTION + label``."""
@@ -321,19 +322,16 @@ def plot_audit(result: dict, path: Path) -> None:
 
 def replot_audit(systems: list[str], overrides: dict) -> None:
     """The audit figure of each system from its newest recorded verdict with ``overrides``."""
-    from harness import gate_verdicts, settings_fingerprint
+    from harness import settings_fingerprint, verdict_for
 
     from haml_flows.spec import load_spec
 
     for key in systems:
         spec = SYSTEMS[key]["spec"]
-        fingerprint = settings_fingerprint(spec, overrides)
-        found = [r for r in gate_verdicts()
-                 if r["system"] == key and r["fingerprint"] == fingerprint]
-        if not found or not found[-1]["audit_frames"]:
+        record = verdict_for(key, settings_fingerprint(spec, overrides))
+        if record is None or not record["audit_frames"]:
             print(f"{key}: no recorded verdict with audited frames for these settings")
             continue
-        record = found[-1]
         path = ROOT / f"docs/figures/fidelity_{key}_audit.png"
         plot_audit({**record, "key": key, "window_fs": record["window_ps"] * 1000.0,
                     "max_force_rmse": SYSTEMS[key]["max_force_rmse"],
@@ -435,8 +433,9 @@ def table(r: dict, command: str, overrides: dict, quiet: str) -> str:
     ]
     lines += ["", f"![{r['label']}](figures/fidelity_{r['key']}.png)", ""]
     if r["audit_frames"]:
-        lines += [f"Audited force error against γ, against the time into its MLP-MD segment and along the runs: "
-                  f"![audit {r['label']}](figures/fidelity_{r['key']}_audit.png)", ""]
+        lines += [("Audited force error against γ, against the time into its MLP-MD "
+                   "segment and along the runs: "
+                   f"![audit {r['label']}](figures/fidelity_{r['key']}_audit.png)"), ""]
     lines += [
         "Per cycle (seed: AIMD steps, MLP-MD steps and why it stopped, γ there, "
         "audited force RMSE):", "",

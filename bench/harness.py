@@ -168,7 +168,7 @@ def settings_fingerprint(spec_path: Path, overrides: dict[str, object]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
-GATE_CACHE = Path(__file__).parent / ".cache" / "fidelity"
+GATE_CACHE = ROOT / "bench/.cache/fidelity"
 """bench/fidelity.py's cache: reference ensembles, and its HAML runs in haml_db."""
 
 

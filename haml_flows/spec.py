@@ -321,7 +321,7 @@ class MlpMdSpec(_Section):
         CONTACT_TOLERANCE, ge=0,
         description="Guard: a segment is stopped when a pair comes more than this "
         "(Angstrom) closer than the run's reference dynamics ever brought it (at most "
-        "4 A); None leaves only the distance_margin rule.",
+        f"{CONTACT_RANGE:g} A); None leaves only the distance_margin rule.",
     )
     temperature_factor: float = Field(
         TEMPERATURE_FACTOR, gt=1,

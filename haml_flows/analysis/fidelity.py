@@ -33,13 +33,14 @@ from haml_flows.analysis.bonds import counts_from_pairs
 from haml_flows.analysis.neighbors import frame_pairs, pair_key
 from haml_flows.analysis.rdf import RdfAccumulator
 from haml_flows.analysis.timeline import Frame, as_frame
+from haml_flows.spec import CONTACT_RANGE, CONTACT_TOLERANCE
+
+# CONTACT_TOLERANCE: Angstrom below the AIMD ensemble's closest contact that a
+# HAML run may reach; CONTACT_RANGE: pairs are searched up to here. The MLP-MD
+# contact guard (mlpmd.contact_tolerance) holds a run to the same rule.
 
 RDF_MARGIN = 0.05
 TEMPERATURE_TOLERANCE = 0.05
-CONTACT_TOLERANCE = 0.1
-"""Angstrom below the AIMD ensemble's closest contact that a HAML run may reach."""
-CONTACT_RANGE = 4.0
-"""Angstrom: pairs are searched up to here for the closest contacts."""
 
 
 @dataclass

@@ -41,7 +41,7 @@ def with_priority(
     """
     if n is None or n_frames <= n:
         return list(range(n_frames))
-    kept = sorted(priority)[len(priority) - min(len(priority), n // 2):]
+    kept = sorted(priority)[-(n // 2):] if n // 2 else []
     taken = set(kept)
     others = [i for i in range(n_frames) if i not in taken]
     return sorted(kept + [others[i] for i in pick(len(others), n - len(kept))])
