@@ -143,6 +143,23 @@ class TrainingDoc(BaseModel):
     )
 
 
+class ReferenceCheckDoc(BaseModel):
+    """One in-segment reference check: the running frame's MLP forces against the reference."""
+
+    step: int = Field(description="MLP-MD step of the checked frame.")
+    force_rmse: float | None = Field(
+        None, description="RMS of the force-component errors, eV/Angstrom; None: no label."
+    )
+    force_max_error: float | None = Field(
+        None, description="Largest force-component error, eV/Angstrom."
+    )
+    energy_error: float | None = Field(None, description="MLP minus reference, eV/atom.")
+    passed: bool | None = Field(
+        description="Force RMSE within audit.max_force_rmse; None: the reference failed."
+    )
+    error: str | None = Field(None, description="The reference's failure, when it failed.")
+
+
 class MlpMdDoc(BaseModel):
     """Output of one MLP-MD segment watched by the extrapolation grade."""
 
@@ -162,9 +179,11 @@ class MlpMdDoc(BaseModel):
     n_steps: int = Field(description="MD steps run.")
     time_step_fs: float = Field(description="Time step in fs.")
     simulated_fs: float = Field(description="Simulated time in fs.")
-    stop_reason: Literal["gamma_break", "max_steps", "collapse"] = Field(
+    stop_reason: Literal["gamma_break", "max_steps", "collapse", "reference_check"] = Field(
         description="Why the segment ended; 'collapse': the collapse guard fired "
-        "and the segment was rolled back to its last trusted frame."
+        "and the segment was rolled back to its last trusted frame; "
+        "'reference_check': a reference check found the force RMSE over the audit's "
+        "threshold and the segment was rolled back to the last check that passed."
     )
     gamma_at_stop: float = Field(description="Extrapolation grade of the last step.")
     gamma_max: float = Field(description="Largest grade seen during the segment.")
@@ -210,6 +229,18 @@ class MlpMdDoc(BaseModel):
             "Wall and CPU time of building the MaxVol active set from the "
             "training set before the first step (part of cost)."
         ),
+    )
+    reference_checks: list[ReferenceCheckDoc] = Field(
+        default_factory=list,
+        description="In-segment reference checks (audit.check_every_fs), in step order.",
+    )
+    checked: Trajectory | None = Field(
+        None,
+        description="The frame whose check failed, with the reference's energy, forces "
+        "and stress: training data for the next cycle.",
+    )
+    check_seconds: float = Field(
+        0.0, description="Wall seconds spent on reference checks (part of cost)."
     )
 
 
@@ -317,6 +348,11 @@ class CycleDoc(BaseModel):
         default_factory=list,
         description="Collapse-guard firings; the MLP-MD was rolled back and handed "
         "over to AIMD early.",
+    )
+    reference_checks: list[ReferenceCheckDoc] = Field(
+        default_factory=list,
+        description="The MLP-MD's in-segment reference checks (audit.check_every_fs); "
+        "stop_reason 'reference_check' when the last one failed.",
     )
     continued: bool = Field(
         False,

@@ -51,6 +51,10 @@ ensemble's closest contact)."""
 CONTACT_RANGE = 4.0
 """Angstrom: a pair the reference kept farther apart is held to this distance."""
 
+CHECK_EVERY_FS = 10.0
+"""fs between reference checks inside an MLP-MD segment: the mini Li | Li6PS5Cl's
+audited force error crosses 0.15 eV/Angstrom within about 50 fs of a hand-over."""
+
 TEMPERATURE_FACTOR = 3.0
 """The temperature has run away above this multiple of the thermostat target."""
 
@@ -372,6 +376,13 @@ class AuditSpec(_Section):
         description="eV/Angstrom: a segment that reached max_steps is continued on the "
         "same potential only if the force RMSE of its audited frames is at most this.",
     )
+    check_every_fs: float | None = Field(
+        CHECK_EVERY_FS, gt=0,
+        description="Reference checks inside each MLP-MD segment, every this many fs: "
+        "the segment stops at the first check whose force RMSE exceeds max_force_rmse, "
+        "rolled back to the last check that passed, and hands over to AIMD; None: "
+        "no checks (the audit alone). ASE MLP-MD only.",
+    )
 
 
 class StopSpec(_Section):
@@ -392,6 +403,29 @@ class RunSpec(_Section):
     mlpmd: MlpMdSpec = Field(default_factory=MlpMdSpec)
     audit: AuditSpec = Field(default_factory=AuditSpec)
     stop: StopSpec = Field(default_factory=StopSpec)
+
+    @model_validator(mode="after")
+    def _checks_where_they_run(self) -> RunSpec:
+        """In-segment checks run on the ASE MLP-MD with an audit; the default yields elsewhere."""
+        audit = self.audit
+        if audit.check_every_fs is None:
+            return self
+        explicit = "check_every_fs" in audit.model_fields_set
+        if self.mlpmd.engine == "lammps" or not audit.enabled:
+            if explicit:
+                where = ("mlpmd.engine 'lammps' runs no in-segment checks"
+                         if self.mlpmd.engine == "lammps" else "audit.enabled is false")
+                raise ValueError(
+                    f"audit.check_every_fs ({audit.check_every_fs:g}) cannot apply: "
+                    f"{where}; set it to null"
+                )
+            self.audit = audit.model_copy(update={"check_every_fs": None})
+        elif audit.check_every_fs < self.mlpmd.time_step:
+            raise ValueError(
+                f"audit.check_every_fs ({audit.check_every_fs:g} fs) is shorter than "
+                f"mlpmd.time_step ({self.mlpmd.time_step:g} fs); allowed: >= the time step"
+            )
+        return self
 
     def check_against(self, structure: Structure) -> None:
         """Fail when atoms overlap or the potential's settings cannot describe them."""

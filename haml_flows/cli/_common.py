@@ -28,7 +28,10 @@ CONTEXT = {"help_option_names": ["-h", "--help"]}
 WORKDIR = typer.Option(Path("haml_runs"), help="Directory for the jobs' working folders.")
 """The ``--workdir`` option of the commands that run jobs here."""
 
-STOP_LABELS = {"gamma_break": "break", "max_steps": "limit", "collapse": "collapse"}
+STOP_LABELS = {
+    "gamma_break": "break", "max_steps": "limit", "collapse": "collapse",
+    "reference_check": "check",
+}
 
 
 def show(*objects, **kwargs) -> None:

@@ -161,7 +161,7 @@ class AuditMaker(Maker):
         if not sampled:
             return AuditDoc(
                 engine=engine, frames=records, max_force_rmse=self.audit.max_force_rmse,
-                trajectory=_trajectory(labelled), failures=failures, cost=cost,
+                trajectory=labelled_trajectory(labelled), failures=failures, cost=cost,
             )
         # RMS over every force component of every sampled frame (frames are alike in size)
         force_rmse = float(np.sqrt(np.mean([r.force_rmse**2 for r in sampled])))
@@ -169,7 +169,7 @@ class AuditMaker(Maker):
         return AuditDoc(
             engine=engine,
             frames=records,
-            trajectory=_trajectory(labelled),
+            trajectory=labelled_trajectory(labelled),
             force_rmse=force_rmse,
             force_max_error=max(r.force_max_error for r in sampled),
             energy_error=float(np.sqrt(np.mean([r.energy_error**2 for r in sampled]))),
@@ -181,7 +181,8 @@ class AuditMaker(Maker):
         )
 
 
-def _trajectory(labelled: list[tuple[Structure, dict]]) -> Trajectory | None:
+def labelled_trajectory(labelled: list[tuple[Structure, dict]]) -> Trajectory | None:
+    """Reference-labelled frames (structure, properties) as a Trajectory; None when none."""
     if not labelled:
         return None
     return Trajectory.from_structures(

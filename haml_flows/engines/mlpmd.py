@@ -26,13 +26,15 @@ from haml_flows.engines.frames import (
     standard_frame,
     structure_with_velocities,
 )
+from haml_flows.engines.audit import labelled_trajectory
+from haml_flows.engines.checks import ReferenceCheck
 from haml_flows.faults.collapse import CollapseGuard
 from haml_flows.mtp.frames import cfg_to_frames
 from haml_flows.engines.selection import SelectedFrames
 from haml_flows.mtp.grade import ActiveSet, GradeError, candidate_active_set, mtp_calculator
 from haml_flows.progress import StageProgress, current_stage, link_job_folder
 from haml_flows.schemas import ActiveSetDoc, MlpMdDoc
-from haml_flows.spec import ACTIVE_SET_FRAMES, MlpMdSpec
+from haml_flows.spec import ACTIVE_SET_FRAMES, AuditSpec, MlpMdSpec
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +69,19 @@ class MlpMdMaker(Maker):
     """One NVT Nose-Hoover MLP-MD segment that hands back at gamma > gamma_break.
 
     ``mlpmd`` is the spec's section (time step, step limit, gamma, thermostat,
-    saving, collapse guard); ``seed`` seeds the active set's selection.
+    saving, collapse guard); ``seed`` seeds the active set's selection. With a
+    ``reference`` (the run's AIMD segment maker) and ``check_every_fs``, the
+    segment is checked against the reference while it runs
+    (:class:`~haml_flows.engines.checks.ReferenceCheck`) and stops at the
+    first check whose force RMSE exceeds ``check_force_rmse``.
     """
 
     name: str = "mlpmd segment"
     mlpmd: MlpMdSpec = field(default_factory=MlpMdSpec)
     seed: int = 0
+    reference: Maker | None = None
+    check_every_fs: float | None = None
+    check_force_rmse: float = AuditSpec().max_force_rmse
 
     @job(data=["trajectory", "gamma_history", "selected"])
     def make(
@@ -149,6 +158,7 @@ class MlpMdMaker(Maker):
                     "forces": atoms.get_forces().tolist(),
                 }
 
+            checks = self._checks()
             selection = SelectedFrames(
                 md.gamma_select, md.gamma_break, md.max_selected, md.save_interval
             )
@@ -162,7 +172,8 @@ class MlpMdMaker(Maker):
             for step, _ in enumerate(dynamics.irun(steps=md.max_steps)):
                 if step == 0 or progress.due():  # fields are built only for a line
                     progress.update(step, force=True, γ=f"{calc.last_gamma:.3g}",
-                                    T=f"{atoms.get_temperature():.0f} K")
+                                    T=f"{atoms.get_temperature():.0f} K",
+                                    **_check_field(checks))
                 collapse = guard.check(step)
                 if collapse:
                     stop_reason = "collapse"
@@ -177,10 +188,23 @@ class MlpMdMaker(Maker):
                 if broke:
                     stop_reason = "gamma_break"
                     break
+                if checks is not None and checks.due(step) and not checks.check(atoms, step):
+                    stop_reason = "reference_check"
+                    break
             progress.update(step, final=True, γ=f"{calc.last_gamma:.3g}",
-                            T=f"{atoms.get_temperature():.0f} K", stop=stop_reason)
-            if collapse:
-                step = guard.rolled_back_to
+                            T=f"{atoms.get_temperature():.0f} K", stop=stop_reason,
+                            **_check_field(checks))
+            if collapse or stop_reason == "reference_check":
+                if collapse:
+                    step = guard.rolled_back_to
+                else:
+                    step = checks.restore(atoms, guard.start)
+                    logger.info(
+                        "MLP-MD stopped by a reference check: force RMSE %.3f eV/A at step "
+                        "%d (threshold %.3f); rolled back to step %d",
+                        checks.records[-1].force_rmse, checks.records[-1].step,
+                        checks.max_force_rmse, step,
+                    )
                 saved = [s for s in saved if s[1]["step"] < step] + [record(step)]
                 gamma_history = [h for h in gamma_history if h[0] <= step]
                 selection.drop_after(step)
@@ -209,7 +233,26 @@ class MlpMdMaker(Maker):
             cost=meter.cost,
             gamma_seconds=float(getattr(calc, "gamma_seconds", 0.0)),
             collapse=collapse or [],
-            rolled_back_to_step=guard.rolled_back_to,
+            rolled_back_to_step=(
+                step if stop_reason == "reference_check" else guard.rolled_back_to
+            ),
             guard_seconds=guard.seconds,
             active_set_cost=setup.cost,
+            reference_checks=checks.records if checks is not None else [],
+            checked=labelled_trajectory(checks.failed) if checks is not None else None,
+            check_seconds=checks.seconds if checks is not None else 0.0,
         )
+
+    def _checks(self) -> ReferenceCheck | None:
+        """The segment's reference checks, None without a reference or an interval."""
+        if self.reference is None or self.check_every_fs is None:
+            return None
+        every = max(1, round(self.check_every_fs / self.mlpmd.time_step))
+        return ReferenceCheck(self.reference, every, self.check_force_rmse)
+
+
+def _check_field(checks: ReferenceCheck | None) -> dict:
+    """The progress line's field of the newest reference check, if any."""
+    rmse = checks.latest_rmse if checks is not None else None
+    return {} if rmse is None else {"check": f"{rmse:.3f} eV/A"}
+

@@ -27,7 +27,7 @@ from haml_flows.engines.reference import (
 from haml_flows.engines.training import MtpTrainMaker
 from haml_flows.schemas import CycleDoc, CycleState, RunDoc, RunSummaryDoc, StageCost
 from haml_flows.settings import HamlSettings, get_settings
-from haml_flows.spec import MlpMdSpec, ReferenceSpec, RunSpec, SpecError, StopSpec
+from haml_flows.spec import AuditSpec, MlpMdSpec, ReferenceSpec, RunSpec, SpecError, StopSpec
 
 logger = logging.getLogger("haml_flows.progress")
 
@@ -123,6 +123,7 @@ def record_cycle(
         aimd_corrections=aimd.get("corrections") or [],
         training_fallback=training.get("fallback"),
         mlpmd_collapse=mlpmd.get("collapse") or [],
+        reference_checks=mlpmd.get("reference_checks") or [],
         continued=continued,
         audit_force_rmse=audit.get("force_rmse"),
         audit_force_max_error=audit.get("force_max_error"),
@@ -181,7 +182,7 @@ _TRAINING_FIELDS = ("training_set_size", "energy_rmse", "force_rmse", "cost", "f
 _MLPMD_FIELDS = (
     "n_steps", "simulated_fs", "gamma_at_stop", "gamma_max", "stop_reason",
     "temperature_start", "temperature_end", "cost", "gamma_seconds", "collapse",
-    "grade_mode", "n_selected",
+    "grade_mode", "n_selected", "reference_checks",
 )
 CYCLE_JOB = "haml cycle"
 """Cycle jobs are named ``haml cycle N``."""
@@ -243,13 +244,24 @@ def aimd_maker(reference: ReferenceSpec) -> Maker:
     return AimdSegmentMaker.from_spec(reference)
 
 
-def mlpmd_maker(mlpmd: MlpMdSpec) -> Maker:
-    """The MLP-MD segment maker of a spec's ``mlpmd`` section."""
+def mlpmd_maker(
+    mlpmd: MlpMdSpec, reference: Maker | None = None, audit: AuditSpec | None = None
+) -> Maker:
+    """The MLP-MD segment maker of a spec's ``mlpmd`` section.
+
+    With the run's ``reference`` maker and an ``audit`` section whose
+    ``check_every_fs`` is set, the ASE segment runs in-segment reference checks.
+    """
     if mlpmd.engine == "lammps":
         from haml_flows.engines.lammps import LammpsMlpMdMaker
 
         return LammpsMlpMdMaker(mlpmd=mlpmd)
-    return MlpMdMaker(mlpmd=mlpmd)
+    if reference is None or audit is None or audit.check_every_fs is None:
+        return MlpMdMaker(mlpmd=mlpmd)
+    return MlpMdMaker(
+        mlpmd=mlpmd, reference=reference, check_every_fs=audit.check_every_fs,
+        check_force_rmse=audit.max_force_rmse,
+    )
 
 
 def check_commands(spec: RunSpec, settings: HamlSettings | None = None) -> None:
@@ -310,7 +322,7 @@ class HamlCycleMaker(Maker):
         return cls(
             aimd_maker=reference,
             train_maker=MtpTrainMaker(mtp=spec.mtp),
-            mlpmd_maker=mlpmd_maker(spec.mlpmd),
+            mlpmd_maker=mlpmd_maker(spec.mlpmd, reference, spec.audit),
             audit_maker=(
                 AuditMaker(audit=spec.audit, reference=reference)
                 if spec.audit.enabled else None
@@ -421,9 +433,20 @@ class HamlCycleMaker(Maker):
         stages = [aimd, train, mlpmd, *([audit] if audit else []), record]
         return self._replacement(
             state, stages, train.output.training_set, train.output.potential,
-            pending=[audit.output.trajectory] if audit else [],
+            pending=self._labelled(mlpmd, audit),
             aimd_steps=aimd_maker.n_steps,
         )
+
+    def _labelled(self, mlpmd: Job, audit: Job | None) -> list:
+        """The cycle's reference-labelled MLP-MD frames, for the next training.
+
+        The audit's relabelled frames and, when the segment runs reference
+        checks, the frame whose check failed.
+        """
+        labelled = [audit.output.trajectory] if audit else []
+        if getattr(self.mlpmd_maker, "check_every_fs", None) is not None:
+            labelled.append(mlpmd.output.checked)
+        return labelled
 
     def _audit(self, state: CycleState, mlpmd: Job, potential) -> Job | None:
         if self.audit_maker is None:
@@ -500,7 +523,7 @@ class HamlCycleMaker(Maker):
         stages = [link, mlpmd, *([audit] if audit else []), record]
         return self._replacement(
             state, stages, training_set, potential,
-            pending=[*state.pending, *([audit.output.trajectory] if audit else [])],
+            pending=[*state.pending, *self._labelled(mlpmd, audit)],
             aimd_steps=state.aimd_steps,
         )
 
