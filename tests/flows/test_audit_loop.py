@@ -41,7 +41,10 @@ def test_a_passing_audit_lets_a_trusted_segment_continue(job_store, tmp_path):
 
 
 def test_a_failed_audit_refuses_continuation_and_lengthens_the_aimd(job_store, tmp_path):
-    run_id, docs = _run(job_store, tmp_path, {"frames": 2, "selected_frames": 0, "max_force_rmse": 1e-6})
+    # the audit alone (no in-segment checks): each segment runs to its limit
+    run_id, docs = _run(job_store, tmp_path, {"frames": 2, "selected_frames": 0,
+                                              "max_force_rmse": 1e-6, "check_every_fs": None})
+    assert not any(d.reference_checks for d in docs), [d.stop_reason for d in docs]
     assert [d.audit_passed for d in docs] == [False, False, False]
     assert not any(d.continued for d in docs)
     assert [d.aimd_steps for d in docs] == [8, 16, 32]
@@ -62,3 +65,21 @@ def test_the_band_guard_is_counted_in_the_run_summary(job_store, tmp_path):
     )
     assert run_summary(job_store, run_id).cycles_guarded == len(stopped)
     assert [d.aimd_steps for d in docs][1] == 16  # a guard lengthens the next AIMD
+
+
+def test_a_failing_reference_check_hands_over_and_its_frame_joins_the_training(
+    job_store, tmp_path
+):
+    run_id, docs = _run(
+        job_store, tmp_path,
+        {"frames": 2, "selected_frames": 0, "max_force_rmse": 1e-6, "check_every_fs": 2.0},
+    )
+    for doc in docs:
+        # the first check (step 4 of 0.5 fs) fails; the segment rolls back to its start
+        assert doc.stop_reason == "reference_check" and doc.mlpmd_steps == 0
+        assert [(c.step, c.passed) for c in doc.reference_checks] == [(4, False)]
+        assert doc.reference_checks[0].force_rmse > 1e-6
+        assert doc.audit_frames == 1  # the one frame left: the hand-over
+    # each next training holds the audited frame and the checked frame
+    assert [d.training_set_size for d in docs] == [9, 9 + 2 + 17, 28 + 2 + 33]
+    assert [d.aimd_steps for d in docs] == [8, 16, 32]
