@@ -282,11 +282,12 @@ def plot_audit(result: dict, path: Path) -> None:
     fig, (by_gamma, by_segment, by_time) = plt.subplots(1, 3, figsize=(14, 3.8))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, seed in enumerate(result["seeds"]):
-        for kind, marker in (("sample", "o"), ("selected", "^")):
+        for kind, marker in (("sample", "o"), ("selected", "^"), ("check", "x")):
             rows = [f for f in frames if f["seed"] == seed and f["kind"] == kind]
             if not rows:
                 continue
-            label = f"seed {seed}, {'sampled' if kind == 'sample' else 'selected'}"
+            label = f"seed {seed}, " + {"sample": "sampled", "selected": "selected",
+                                        "check": "in-segment checks"}[kind]
             by_gamma.plot([f["gamma"] or np.nan for f in rows], [f["force_rmse"] for f in rows],
                           marker, color=colours[i % len(colours)], ls="none", ms=5,
                           label=label, alpha=0.8)

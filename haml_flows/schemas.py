@@ -147,6 +147,7 @@ class ReferenceCheckDoc(BaseModel):
     """One in-segment reference check: the running frame's MLP forces against the reference."""
 
     step: int = Field(description="MLP-MD step of the checked frame.")
+    gamma: float | None = Field(None, description="Extrapolation grade at the frame.")
     force_rmse: float | None = Field(
         None, description="RMS of the force-component errors, eV/Angstrom; None: no label."
     )
@@ -395,6 +396,7 @@ class CycleTally(BaseModel):
     cycles: int = Field(0, description="Cycles recorded.")
     guarded: int = Field(0, description="Cycles whose MLP-MD a guard stopped.")
     audits_failed: int = Field(0, description="Cycles whose audit failed.")
+    checked: int = Field(0, description="Cycles whose MLP-MD a reference check stopped.")
 
     def after(self, doc: CycleDoc | None) -> CycleTally:
         """The counts with one more recorded cycle (none: unchanged)."""
@@ -404,6 +406,7 @@ class CycleTally(BaseModel):
             cycles=self.cycles + 1,
             guarded=self.guarded + (doc.stop_reason == "collapse"),
             audits_failed=self.audits_failed + (doc.audit_passed is False),
+            checked=self.checked + (doc.stop_reason == "reference_check"),
         )
 
 
@@ -515,4 +518,7 @@ class RunSummaryDoc(BaseModel):
     structure: Structure = Field(description="Final structure with velocities.")
     cycles_guarded: int = Field(0, description="Cycles whose MLP-MD a guard stopped.")
     audits_failed: int = Field(0, description="Cycles whose audit failed.")
+    cycles_checked: int = Field(
+        0, description="Cycles whose MLP-MD a reference check stopped (audit.check_every_fs)."
+    )
     completed_at: datetime = Field(default_factory=_now, description="UTC time.")

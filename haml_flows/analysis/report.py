@@ -207,7 +207,10 @@ class AuditAnalysis(_Result):
 
     time_ps: list[float] = Field(description="Simulated time of each audited frame, ps.")
     cycle: list[int] = Field(description="Cycle of each audited frame.")
-    kind: list[str] = Field(description="'sample' (the audit's numbers) or 'selected'.")
+    kind: list[str] = Field(
+        description="'sample' (the audit's numbers), 'selected', or 'check' (an "
+        "in-segment reference check)."
+    )
     gamma: list[float | None] = Field(description="Grade of each audited frame.")
     force_rmse: list[float] = Field(description="Force RMSE of each frame, eV/Angstrom.")
     force_max_error: list[float] = Field(description="Largest force error, eV/Angstrom.")
@@ -570,23 +573,36 @@ def audit_analysis(store, docs, spec: dict) -> AuditAnalysis:
     rows: dict[str, list] = {k: [] for k in (
         "time_ps", "cycle", "kind", "gamma", "force_rmse", "force_max_error"
     )}
+    mlpmd = spec.get("mlpmd") or {}
+    time_step = mlpmd.get("time_step", MlpMdSpec().time_step)
     for doc in docs:
         if doc.audit_job is None:
             continue
         output = store.get_output(doc.audit_job)
-        dt = doc.mlpmd_fs / doc.mlpmd_steps if doc.mlpmd_steps else 0.0
+        # a segment rolled back to its start kept no step: the spec's time step then
+        dt = doc.mlpmd_fs / doc.mlpmd_steps if doc.mlpmd_steps else time_step
         start_fs = doc.cumulative_fs - doc.mlpmd_fs
         for frame in output.get("frames") or []:
             rows["time_ps"].append((start_fs + frame["step"] * dt) / 1000.0)
             rows["cycle"].append(doc.cycle)
             for key in ("kind", "gamma", "force_rmse", "force_max_error"):
                 rows[key].append(frame[key])
+        for check in doc.reference_checks:
+            if check.force_rmse is None:
+                continue
+            rows["time_ps"].append((start_fs + check.step * dt) / 1000.0)
+            rows["cycle"].append(doc.cycle)
+            rows["kind"].append("check")
+            rows["gamma"].append(check.gamma)
+            rows["force_rmse"].append(check.force_rmse)
+            rows["force_max_error"].append(check.force_max_error)
     guards: dict[str, int] = {}
     for doc in docs:
         for name in {c.handler for c in doc.mlpmd_collapse}:
             guards[name] = guards.get(name, 0) + 1
+        if doc.stop_reason == "reference_check":
+            guards["ReferenceCheck"] = guards.get("ReferenceCheck", 0) + 1
     audit = AuditSpec(**(spec.get("audit") or {}))
-    mlpmd = spec.get("mlpmd") or {}
     return AuditAnalysis(
         **rows,
         cycle_force_rmse={
@@ -824,7 +840,8 @@ def _audit_figure(audit: AuditAnalysis, path: Path) -> None:
     error = np.asarray(audit.force_rmse)
     times = np.asarray(audit.time_ps)
     for kind, marker, label in (("sample", "o", "sampled frames"),
-                                ("selected", "^", "selected (γ > γ_select)")):
+                                ("selected", "^", "selected (γ > γ_select)"),
+                                ("check", "x", "in-segment reference checks")):
         m = kinds == kind
         if m.any():
             ax1.plot(gamma[m], error[m], marker, ls="none", ms=5, label=label)

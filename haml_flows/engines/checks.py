@@ -63,7 +63,7 @@ class ReferenceCheck:
         """A check falls on ``step`` (never on the segment's start, the reference's own frame)."""
         return step > 0 and step % self.every == 0
 
-    def check(self, atoms: Atoms, step: int) -> bool:
+    def check(self, atoms: Atoms, step: int, gamma: float | None = None) -> bool:
         """Label the frame with the reference; False when its force RMSE is over the threshold."""
         begin = time.perf_counter()
         try:
@@ -73,7 +73,7 @@ class ReferenceCheck:
             except Exception as exc:  # noqa: BLE001 - a failed label is recorded
                 logger.warning("reference check at step %d failed: %s", step, exc)
                 self.records.append(ReferenceCheckDoc(
-                    step=step, passed=None, error=f"{type(exc).__name__}: {exc}"
+                    step=step, gamma=gamma, passed=None, error=f"{type(exc).__name__}: {exc}"
                 ))
                 return True
             # the step's own MLP forces and energy, kept by the calculator
@@ -82,6 +82,7 @@ class ReferenceCheck:
             passed = rmse <= self.max_force_rmse
             self.records.append(ReferenceCheckDoc(
                 step=step,
+                gamma=gamma,
                 force_rmse=rmse,
                 force_max_error=float(np.abs(error).max()),
                 energy_error=float(

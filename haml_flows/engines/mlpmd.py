@@ -188,7 +188,9 @@ class MlpMdMaker(Maker):
                 if broke:
                     stop_reason = "gamma_break"
                     break
-                if checks is not None and checks.due(step) and not checks.check(atoms, step):
+                if checks is not None and checks.due(step) and not checks.check(
+                    atoms, step, float(calc.last_gamma)
+                ):
                     stop_reason = "reference_check"
                     break
             progress.update(step, final=True, γ=f"{calc.last_gamma:.3g}",

@@ -470,6 +470,11 @@ class HamlCycleMaker(Maker):
                 "failed: the potential is not yet trusted along its own trajectory",
                 state.run_id, tally.guarded, tally.cycles, tally.audits_failed,
             )
+        if tally.checked:
+            logger.info(
+                "run %s: reference checks stopped the MLP-MD in %d of %d cycles",
+                state.run_id, tally.checked, tally.cycles,
+            )
         return RunSummaryDoc(
             run_id=state.run_id,
             cycles=cycle - 1,
@@ -478,6 +483,7 @@ class HamlCycleMaker(Maker):
             structure=state.structure,
             cycles_guarded=tally.guarded,
             audits_failed=tally.audits_failed,
+            cycles_checked=tally.checked,
         )
 
     def _continuation(self, state: CycleState) -> Response:

@@ -53,6 +53,9 @@ def test_checks_measure_the_running_frame_against_the_reference(trained, passing
     assert passing.stop_reason == "max_steps" and passing.n_steps == 60
     assert [c.step for c in passing.reference_checks] == [10, 20, 30, 40, 50, 60]
     assert all(c.passed for c in passing.reference_checks) and passing.checked is None
+    # each check carries the grade of its step, as the gamma history has it
+    history = dict((int(s), g) for s, g in passing.gamma_history)
+    assert [c.gamma for c in passing.reference_checks] == [history[c.step] for c in passing.reference_checks]
     assert passing.check_seconds > 0
     # each check's numbers recomputed by hand on the saved frame of its step
     lj, mtp = LennardJones(**LENNARD_JONES), mtp_calculator(doc.potential)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from haml_flows.queries import cycle_docs, run_summary
+from haml_flows.analysis.report import audit_analysis
+from haml_flows.queries import cycle_docs, run_doc, run_summary
 from haml_flows.runner import prepare_run, run_prepared_locally
 
 DATA = Path(__file__).parents[1] / "data"
@@ -83,3 +84,13 @@ def test_a_failing_reference_check_hands_over_and_its_frame_joins_the_training(
     # each next training holds the audited frame and the checked frame
     assert [d.training_set_size for d in docs] == [9, 9 + 2 + 17, 28 + 2 + 33]
     assert [d.aimd_steps for d in docs] == [8, 16, 32]
+    assert run_summary(job_store, run_id).cycles_checked == 3
+    # the report counts the stops and places each check at its time, with its grade
+    analysis = audit_analysis(job_store, docs, run_doc(job_store, run_id).spec)
+    assert analysis.guards == {"ReferenceCheck": 3}
+    checks = [i for i, kind in enumerate(analysis.kind) if kind == "check"]
+    assert [analysis.cycle[i] for i in checks] == [1, 2, 3]
+    for i, doc in zip(checks, docs):
+        assert analysis.time_ps[i] == pytest.approx((doc.cumulative_fs + 4 * 0.5) / 1000.0)
+        assert analysis.force_rmse[i] == doc.reference_checks[0].force_rmse
+        assert analysis.gamma[i] == doc.reference_checks[0].gamma > 0
