@@ -219,7 +219,9 @@ class MlpMdDoc(BaseModel):
         description="Collapse-guard handlers that fired (empty: no collapse).",
     )
     rolled_back_to_step: int | None = Field(
-        None, description="Step restored after a collapse; n_steps equals it."
+        None,
+        description="Step restored after a collapse or a failed reference check; "
+        "n_steps equals it.",
     )
     guard_seconds: float = Field(
         0.0, description="Wall seconds spent on the collapse guard (part of cost)."

@@ -3,7 +3,9 @@
 The extrapolation grade gamma comes from the calculator as a by-product of
 each force call (basis values per neighbourhood against the MaxVol active set
 of the training set); the segment stops at the first evaluated step whose
-gamma exceeds ``gamma_break``, or at ``max_steps``.
+gamma exceeds ``gamma_break``, at the first failing in-segment reference
+check (``audit.check_every_fs``), when a collapse guard fires, or at
+``max_steps``.
 """
 
 from __future__ import annotations
