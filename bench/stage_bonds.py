@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 def stage_counts(store, run_id: str, bonds: list[str], window_fs: float,
                  every_fs: float = 10.0) -> dict[str, dict[str, list[int]]]:
     """Stage -> bond -> counts, one frame per ``every_fs`` of the run's first ``window_fs``."""
-    from haml_flows.analysis.bonds import DEFAULT_CUTOFFS
-    from haml_flows.analysis.bonds import counts_from_pairs
+    from haml_flows.analysis.bonds import DEFAULT_CUTOFFS, counts_from_pairs
     from haml_flows.analysis.neighbors import frame_pairs
     from haml_flows.analysis.timeline import as_frame, run_timeline
 
