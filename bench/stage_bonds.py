@@ -29,19 +29,13 @@ def stage_counts(store, run_id: str, bonds: list[str], window_fs: float,
     """Stage -> bond -> counts, one frame per ``every_fs`` of the run's first ``window_fs``."""
     from haml_flows.analysis.bonds import DEFAULT_CUTOFFS, counts_from_pairs
     from haml_flows.analysis.neighbors import frame_pairs
-    from haml_flows.analysis.timeline import as_frame, run_timeline
+    from haml_flows.analysis.agreement import sampled_frames
+    from haml_flows.analysis.timeline import run_timeline
 
     cutoffs = {b: DEFAULT_CUTOFFS[b] for b in bonds}
     reach = max(cutoffs.values()) + 1e-6
     out: dict[str, dict[str, list[int]]] = {}
-    next_time = -np.inf
-    for frame in run_timeline(store, run_id):
-        frame = as_frame(frame)
-        if frame.time_fs > window_fs + 1e-9:
-            break
-        if frame.time_fs < next_time - 1e-9:
-            continue
-        next_time = frame.time_fs + every_fs
+    for frame in sampled_frames(run_timeline(store, run_id), window_fs, every_fs):
         counts = counts_from_pairs(frame_pairs(frame, reach), cutoffs)
         series = out.setdefault(frame.stage, {b: [] for b in bonds})
         for bond in bonds:

@@ -11,7 +11,7 @@ overlap.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +19,22 @@ import numpy as np
 from haml_flows.analysis.bonds import DEFAULT_CUTOFFS, bond_counts
 from haml_flows.analysis.rdf import RdfAccumulator
 from haml_flows.analysis.timeline import Frame, as_frame
+
+
+def sampled_frames(frames: Iterable, window_fs: float, every_fs: float) -> Iterator[Frame]:
+    """The frames with ``time_fs <= window_fs``, at most one per ``every_fs``.
+
+    A densely saved trajectory and a sparsely saved one then weigh time alike.
+    """
+    next_time = -np.inf
+    for frame in frames:
+        frame = as_frame(frame)
+        if frame.time_fs > window_fs + 1e-9:
+            break
+        if frame.time_fs < next_time - 1e-9:
+            continue
+        next_time = frame.time_fs + every_fs
+        yield frame
 
 
 @dataclass
@@ -53,14 +69,7 @@ def window_profile(
     accumulator = RdfAccumulator(pairs, r_max=r_max, n_bins=n_bins)
     bond_sums: dict[str, float] = {}
     n_frames = 0
-    next_time = -np.inf
-    for frame in frames:
-        frame = as_frame(frame)
-        if frame.time_fs > window_fs + 1e-9:
-            break
-        if frame.time_fs < next_time - 1e-9:
-            continue
-        next_time = frame.time_fs + every_fs
+    for frame in sampled_frames(frames, window_fs, every_fs):
         accumulator.add(frame)
         for key, count in bond_counts(frame, cutoffs).items():
             bond_sums[key] = bond_sums.get(key, 0.0) + count

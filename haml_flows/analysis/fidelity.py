@@ -28,11 +28,11 @@ from itertools import combinations
 
 import numpy as np
 
-from haml_flows.analysis.agreement import rdf_overlap
+from haml_flows.analysis.agreement import rdf_overlap, sampled_frames
 from haml_flows.analysis.bonds import counts_from_pairs
 from haml_flows.analysis.neighbors import frame_pairs, pair_key
 from haml_flows.analysis.rdf import RdfAccumulator
-from haml_flows.analysis.timeline import Frame, as_frame
+from haml_flows.analysis.timeline import Frame
 from haml_flows.spec import CONTACT_RANGE, CONTACT_TOLERANCE
 
 # CONTACT_TOLERANCE: Angstrom below the AIMD ensemble's closest contact that a
@@ -79,14 +79,7 @@ def measure(
     out = Measures(window_fs=window_fs, bond_series={k: [] for k in bond_cutoffs})
     rdfs = RdfAccumulator(rdf_pairs, r_max=r_max, n_bins=n_bins)
     reach = max([CONTACT_RANGE, *bond_cutoffs.values()]) + 1e-6
-    next_time = -np.inf
-    for frame in frames:
-        frame = as_frame(frame)
-        if frame.time_fs > window_fs + 1e-9:
-            break
-        if frame.time_fs < next_time - 1e-9:
-            continue
-        next_time = frame.time_fs + every_fs
+    for frame in sampled_frames(frames, window_fs, every_fs):
         pairs = frame_pairs(frame, reach)
         for key, count in counts_from_pairs(pairs, bond_cutoffs).items():
             out.bond_series[key].append(count)
