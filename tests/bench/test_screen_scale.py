@@ -43,6 +43,7 @@ from fault_helpers import (  # noqa: E402
 SCREEN = "scale_screen"
 CYCLES = 3
 TIME = Path("/usr/bin/time")
+AFTER_AIMD_2 = [f"{stage} 2" for stage in ("training", "mlpmd", "audit", "record")]
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,13 @@ def screen_run(embedded_db, tmp_path_factory, bench):
     worker = start(haml_command("worker", "--screen", SCREEN, "--sleep", "1"), env,
                    directory / "first", directory / "first.log")
     try:
-        wait_for(lambda: db.outputs.find_one({"metadata.stage": "aimd", "metadata.cycle": 2}),
-                 timeout=300, what="an AIMD of cycle 2")
+        # a stage after cycle 2's AIMD is running (its launch claimed, not between two
+        # Fireworks), past FireWorks' checkout, which holds the workflow lock
+        wait_for(lambda: db.outputs.find_one({"metadata.stage": "aimd", "metadata.cycle": 2})
+                 and db.fireworks.find_one({"name": {"$in": AFTER_AIMD_2}, "state": "RUNNING"}),
+                 timeout=300, what="a stage after the AIMD of cycle 2 to run")
+        wait_for(lambda: not db.workflows.find_one({"locked": True}), timeout=30,
+                 what="the workflow lock to be released")
     finally:
         kill_group(worker)
     stopped = bench.measure(clients(settings), SCREEN)
