@@ -20,8 +20,13 @@ reference engine):
    over the ensemble's own AIMD cost.
 
     OMP_NUM_THREADS=1 python bench/fidelity.py [--systems lpsc dme] [--seeds 3] \
-        [--ps-lpsc 2.0] [--ps-dme 1.0] [--jobs 2] [--set KEY=VALUE ...] \
-        [--reference-only] [--no-write] [--fresh]
+        [--haml-seeds N] [--ps-lpsc 2.0] [--ps-dme 1.0] [--jobs 2] [--set KEY=VALUE ...] \
+        [--reference-only] [--no-write] [--fresh] [--code-tree TREE]
+
+``--seeds`` sets the reference ensemble, ``--haml-seeds`` how many of its seeds
+also get a HAML run: a larger ensemble makes the bond-count band less a matter
+of chance, and the table shows how often pure AIMD itself passes the criteria
+(each seed against the others).
 
 Figures: docs/figures/fidelity_<system>.png; each system's gate table goes into
 its "Fidelity gate: <system>" section of docs/performance.md and its verdict into
@@ -192,10 +197,16 @@ def reference_frames(cache: Path):
 
 
 def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, store) -> dict:
-    """Measures, verdicts and costs of one system."""
+    """Measures, verdicts and costs of one system: the HAML runs of ``runs``' seeds
+    against the pure-AIMD ensemble of ``caches``' seeds."""
     from haml_flows.analysis.bonds import DEFAULT_CUTOFFS
     from haml_flows.analysis.cost import cost_summary
-    from haml_flows.analysis.fidelity import audited_force_rmse, gate, measure
+    from haml_flows.analysis.fidelity import (
+        audited_force_rmse,
+        gate,
+        measure,
+        reference_self_check,
+    )
     from haml_flows.analysis.report import audit_analysis
     from haml_flows.analysis.timeline import run_timeline
     from haml_flows.queries import cycle_docs, run_doc
@@ -205,7 +216,7 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
     cutoffs = {b: DEFAULT_CUTOFFS[b] for b in system["bonds"]}
     pairs = [tuple(b.split("-")) for b in system["bonds"]]
     reference, aimd_cpu, aimd_fs = [], 0.0, 0.0
-    for seed in seeds:
+    for seed in sorted(caches):
         data, frames = reference_frames(caches[seed])
         reference.append(measure(frames, cutoffs, pairs, fs))
         aimd_cpu += data["cpu_seconds"]
@@ -238,10 +249,13 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
         )
     criteria = gate(reference, haml, audited, target_temperature=target,
                     max_force_rmse=system["max_force_rmse"]) if haml else []
+    self_check = (reference_self_check(reference, target_temperature=target)
+                  if len(reference) >= 3 else [])
     aimd_per_ps = aimd_cpu / 3600.0 / (aimd_fs / 1000.0)
     haml_per_ps = [c["haml_cpu_h_per_ps"] for c in costs if c["haml_cpu_h_per_ps"]]
     return {
         "key": key, "label": system["label"], "seeds": seeds, "window_fs": fs,
+        "reference_seeds": sorted(caches), "self_check": self_check,
         "audit_frames": audit_frames, "cycle_rows": cycles,
         "max_force_rmse": system["max_force_rmse"],
         "gamma_break": load_spec(system["spec"]).mlpmd.gamma_break,
@@ -394,12 +408,14 @@ def verdict_record(result: dict, overrides: dict, code: str) -> dict:
         "system": result["key"], "label": result["label"],
         "fingerprint": settings_fingerprint(SYSTEMS[result["key"]]["spec"], overrides),
         "overrides": overrides, "window_ps": result["window_fs"] / 1000.0,
-        "seeds": result["seeds"], "matched": result["matched"],
+        "seeds": result["seeds"], "reference_seeds": result["reference_seeds"],
+        "matched": result["matched"],
         "speedup": result["speedup"], "haml_cpu_h_per_ps": result["haml_cpu_h_per_ps"],
         "aimd_cpu_h_per_ps": result["aimd_cpu_h_per_ps"],
         "aimd_share": result["aimd_share"], "cycles": result["cycles"],
         "continued": result["continued"], "audited": result["audited"],
         "criteria": [c.__dict__ for c in result["criteria"]],
+        "self_check": [{"name": c.name, "passed": c.passed} for c in result["self_check"]],
         "audit_frames": result["audit_frames"], "cycle_rows": result["cycle_rows"],
         "date": time.strftime("%Y-%m-%d"), "commit": commit, "code": code,
     }
@@ -418,7 +434,8 @@ def table(r: dict, command: str, overrides: dict, quiet: str) -> str:
         ) + ". Pure AIMD: the same optimized start and velocity seeds, GFN1-xTB, "
         "cached in bench/.cache/fidelity/.",
         "",
-        f"Seeds {', '.join(map(str, r['seeds']))}, window "
+        f"HAML seeds {', '.join(map(str, r['seeds']))} against pure-AIMD seeds "
+        f"{', '.join(map(str, r['reference_seeds']))}, window "
         f"{r['window_fs'] / 1000:g} ps: **{'MATCHED' if r['matched'] else 'NOT matched'}**; "
         f"HAML {r['haml_cpu_h_per_ps'] or float('nan'):.4f} CPU-h/ps against pure AIMD "
         f"{r['aimd_cpu_h_per_ps']:.4f} ({speed}); AIMD "
@@ -432,6 +449,21 @@ def table(r: dict, command: str, overrides: dict, quiet: str) -> str:
         f"| {c.name} | {c.detail} | {'pass' if c.passed else '**fail**'} |"
         for c in r["criteria"]
     ]
+    if r["self_check"]:
+        n = len(r["reference_seeds"])
+        lines += [
+            "",
+            (f"The same criteria on pure AIMD itself: each AIMD seed judged against "
+             f"the other {n - 1} (`reference_self_check`). A criterion that new AIMD "
+             "seeds fail cannot tell HAML from AIMD."),
+            "",
+            "| criterion | AIMD seeds passing | failing seeds |", "| --- | --- | --- |",
+        ]
+        for c in r["self_check"]:
+            failing = [str(seed) for seed, ok in zip(r["reference_seeds"], c.passed)
+                       if not ok]
+            lines.append(f"| {c.name} | {sum(c.passed)} of {n} | "
+                         f"{', '.join(failing) or '-'} |")
     lines += ["", f"![{r['label']}](figures/fidelity_{r['key']}.png)", ""]
     if r["audit_frames"]:
         lines += [("Audited force error against γ, against the time into its MLP-MD "
@@ -455,7 +487,13 @@ def table(r: dict, command: str, overrides: dict, quiet: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--systems", nargs="+", default=["lpsc", "dme"], choices=SYSTEMS)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3,
+                        help="pure-AIMD seeds 1..N in the reference ensemble")
+    parser.add_argument("--haml-seeds", type=int,
+                        help="HAML runs on seeds 1..N only (default: every seed)")
+    parser.add_argument("--code-tree", metavar="TREE",
+                        help="judge the HAML runs recorded for this haml_flows/ tree "
+                        "(haml_runs.json) instead of the checked-out one; starts no run")
     parser.add_argument("--ps-lpsc", type=float, default=2.0)
     parser.add_argument("--ps-dme", type=float, default=1.0)
     parser.add_argument("--jobs", type=int, default=2)
@@ -479,10 +517,15 @@ def main() -> int:
         replot_audit(args.systems, overrides)
         return
     seeds = list(range(1, args.seeds + 1))
+    haml_seeds = seeds[:args.haml_seeds] if args.haml_seeds else seeds
+    if args.haml_seeds is not None and not 1 <= args.haml_seeds <= args.seeds:
+        parser.error(f"--haml-seeds {args.haml_seeds} must be 1..--seeds ({args.seeds})")
     windows = {"lpsc": args.ps_lpsc * 1000.0, "dme": args.ps_dme * 1000.0}
     CACHE.mkdir(parents=True, exist_ok=True)
-    tree = _code_tree()
+    tree = args.code_tree or _code_tree()
     finished = {} if args.fresh or tree == "dirty" else _finished_runs()
+    if args.code_tree and args.fresh:
+        parser.error("--code-tree judges recorded runs; --fresh would start new ones")
     with private_database("haml_fidelity_", db_dir=CACHE / "haml_db") as tmp:
         from haml_flows.database.stores import make_job_store
         from haml_flows.flows.haml import new_run_id
@@ -503,7 +546,7 @@ def main() -> int:
                         # the reference runs first: it is the longest single task
                         tasks[pool.submit(aimd_task, key, str(seeded), seed, fs, str(cache))] = (
                             key, "aimd", seed)
-                    if args.reference_only:
+                    if args.reference_only or seed not in haml_seeds:
                         continue
                     total = {"stop.total_time_ps": fs / 1000.0, "stop.max_cycles": 1000}
                     haml_spec = _seeded(spec, seed, {**total, **overrides},
@@ -515,6 +558,10 @@ def main() -> int:
                               f"{finished[run_key]['run_id']} ({finished[run_key]['date']})",
                               flush=True)
                         continue
+                    if args.code_tree:
+                        raise SystemExit(f"no {key} HAML run of seed {seed} is recorded for "
+                                         f"code tree {tree} in {RUNS_INDEX}; --code-tree "
+                                         "judges recorded runs only")
                     run_id = new_run_id(f"fidelity-{key}-s{seed}")
                     runs[key][seed] = {"run_id": run_id, "run_key": run_key}
                     haml_queue.append(((key, "haml", seed), (
@@ -540,7 +587,7 @@ def main() -> int:
             return 0
         store = make_job_store(HamlSettings())
         store.connect()
-        results = [evaluate(k, seeds, windows[k], caches[k], runs[k], store)
+        results = [evaluate(k, haml_seeds, windows[k], caches[k], runs[k], store)
                    for k in args.systems]
     # --no-write leaves docs/ alone: the figures go next to the cache
     figures = CACHE / "figures" if args.no_write else FIGURES

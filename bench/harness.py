@@ -210,7 +210,7 @@ def record_verdict(record: dict) -> None:
     package code (the committed ``haml_flows/`` tree) replaces it."""
     import json
 
-    same = ("system", "fingerprint", "window_ps", "seeds", "code")
+    same = ("system", "fingerprint", "window_ps", "seeds", "reference_seeds", "code")
     kept = [r for r in gate_verdicts() if any(r.get(k) != record.get(k) for k in same)]
     VERDICTS.write_text(json.dumps([*kept, record], indent=1) + "\n")
 

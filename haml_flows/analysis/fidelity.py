@@ -18,6 +18,10 @@ velocity seeds, HAML runs with the same seeds are **matched** when
   closer than the reference engine lets them").
 
 RDF overlap is ``1 - sum|g1 - g2| / sum(g1 + g2)`` (analysis.agreement).
+
+How strict these are depends on the ensemble's size: a band drawn from three
+seeds is narrow by chance often. :func:`reference_self_check` measures it on
+the reference engine, judging each AIMD seed against the others.
 """
 
 from __future__ import annotations
@@ -214,10 +218,51 @@ def gate(
     ]
 
 
+@dataclass
+class SelfCheck:
+    """One structural criterion of the gate applied to the reference itself."""
+
+    name: str
+    passed: list[bool]
+    """Per AIMD seed: did it pass, judged against the other seeds?"""
+
+    @property
+    def rate(self) -> float:
+        return sum(self.passed) / len(self.passed)
+
+
+def reference_self_check(reference: list[Measures], *,
+                         target_temperature: float) -> list[SelfCheck]:
+    """The gate's false-failure rate, measured on the reference engine.
+
+    Each pure-AIMD seed is judged like a HAML run against the ensemble of the
+    other seeds, on every criterion that compares trajectories (bond counts,
+    RDFs, mean temperature, closest contacts). A criterion that pure AIMD
+    fails on a new seed cannot tell a HAML run apart from AIMD; the last row,
+    ``all``, is each seed passing every one of them at once.
+    """
+    if len(reference) < 3:
+        raise ValueError("the self-check needs at least 3 AIMD seeds: each is judged "
+                         "against an ensemble of at least 2 others")
+    rows: dict[str, list[bool]] = {}
+    for k, held_out in enumerate(reference):
+        others = reference[:k] + reference[k + 1:]
+        for criterion in (*_bonds(others, [held_out]), *_rdfs(others, [held_out]),
+                          _temperature([held_out], target_temperature),
+                          _contacts(others, [held_out])):
+            rows.setdefault(criterion.name, []).append(criterion.passed)
+    checks = [SelfCheck(name, passed) for name, passed in rows.items()]
+    every = [all(c.passed[k] for c in checks) for k in range(len(reference))]
+    return [*checks, SelfCheck("all", every)]
+
+
 def audited_force_rmse(docs) -> float | None:
     """RMS over a run's cycles of their audited force RMSE (each audit's sampled frames)."""
     values = [d.audit_force_rmse for d in docs if d.audit_force_rmse is not None]
     return float(np.sqrt(np.mean(np.square(values)))) if values else None
 
 
-__all__ = ["Criterion", "Frame", "Measures", "audited_force_rmse", "gate", "measure"]
+__all__ = [
+    "Criterion", "Frame", "Measures", "SelfCheck", "audited_force_rmse", "gate", "measure",
+    "reference_self_check",
+]

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from haml_flows.analysis.fidelity import Measures, audited_force_rmse, gate, measure
+from haml_flows.analysis.fidelity import (
+    Measures,
+    audited_force_rmse,
+    gate,
+    measure,
+    reference_self_check,
+)
 from haml_flows.analysis.timeline import Frame
 
 
@@ -67,6 +73,25 @@ def test_the_gate_needs_an_ensemble_and_a_run():
         gate(REFERENCE[:1], REFERENCE, [0.1], target_temperature=300, max_force_rmse=0.1)
     with pytest.raises(ValueError, match="no HAML run"):
         gate(REFERENCE, [], [], target_temperature=300, max_force_rmse=0.1)
+
+
+def test_each_aimd_seed_is_judged_against_the_others():
+    checks = {c.name: c.passed for c in reference_self_check(REFERENCE, target_temperature=300)}
+    # Li-S 10 against 12 and 11: 11-12 widened by their std 0.71 -> 10.29-12.71, out;
+    # 12 against 10 and 11 -> 9.29-11.71, out; 11 against 10 and 12 -> 8.59-13.41, in
+    assert checks["bonds Li-S"] == [False, False, True]
+    # RDF overlaps: 0.975 between the first and each other, 0.95 between the other two
+    assert checks["RDF Li-S"] == [True, True, True]
+    assert checks["mean temperature"] == [True, True, True]
+    # the second's 2.25 A against the others' closest 2.30 less 0.1: allowed
+    assert checks["closest contacts"] == [True, True, True]
+    assert checks["all"] == [False, False, True]
+    hot = [*REFERENCE[:2], _measures({"Li-S": 11.0}, REFERENCE[2].rdf["Li-S"], 320.0, 2.35)]
+    by_name = {c.name: c for c in reference_self_check(hot, target_temperature=300)}
+    assert by_name["mean temperature"].passed == [True, True, False]
+    assert by_name["all"].rate == 0.0
+    with pytest.raises(ValueError, match="at least 3 AIMD seeds"):
+        reference_self_check(REFERENCE[:2], target_temperature=300)
 
 
 def test_measure_counts_bonds_contacts_and_temperatures_on_known_frames():
