@@ -49,6 +49,13 @@ def settings_label(record: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "spec defaults"
 
 
+def seeds_label(record: dict) -> str:
+    """HAML seeds, and the AIMD ensemble's size when it is larger."""
+    reference = len(record.get("reference_seeds") or record["seeds"])
+    haml = len(record["seeds"])
+    return str(haml) if reference == haml else f"{haml} (AIMD {reference})"
+
+
 def binding(records: list[dict]) -> str:
     """The criterion that fails by the most at the fastest setting of a system."""
     fastest = max(records, key=lambda r: r["speedup"] or 0.0)
@@ -112,7 +119,7 @@ def table(by_system: dict[str, list[dict]]) -> str:
             failed = [c["name"] for c in r["criteria"] if not c["passed"]]
             share = r.get("aimd_share")
             lines.append(
-                f"| {settings_label(r)} | {r['window_ps']:g} ps, {len(r['seeds'])} "
+                f"| {settings_label(r)} | {r['window_ps']:g} ps, {seeds_label(r)} "
                 f"| {'n/a' if share is None else f'{100 * share:.0f} %'} "
                 f"| {cell(r['speedup'], '.1f')}x | {cell(m['bond counts'])} "
                 f"| {cell(m['RDF overlaps'], '.3f')} | {cell(m['mean temperature'], '.3f')} "
