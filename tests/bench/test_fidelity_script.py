@@ -67,3 +67,17 @@ def test_a_larger_ensemble_keeps_the_verdict_of_the_smaller_one(bench, tmp_path,
     assert [r["reference_seeds"] for r in records] == [[1, 2, 3], [1, 2, 3, 4, 5]]
     assert records[1]["self_check"][0] == {"name": "bonds Li-P",
                                           "passed": [True, False, True, True, False]}
+
+
+def test_band_chance_reproduces_the_exact_chance_of_an_unwidened_range():
+    spec = importlib.util.spec_from_file_location("band_chance", SCRIPT.parent / "band_chance.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # a new draw falls inside the range of n others with probability (n - 1) / (n + 1),
+    # and k new draws all inside with (n - 1) n / ((n + k - 1)(n + k)) for k = 2
+    for n in (3, 7):
+        one, two = module.band_chance(n, 2, 200_000, widen=0.0)
+        assert one == pytest.approx((n - 1) / (n + 1), abs=0.005)
+        assert two == pytest.approx((n - 1) * n / ((n + 1) * (n + 2)), abs=0.005)
+    one, three = module.band_chance(3, 3, 200_000)
+    assert 0.74 < one < 0.79 and 0.53 < three < 0.59  # the gate's band, three seeds
