@@ -109,7 +109,7 @@ def table(by_system: dict[str, list[dict]]) -> str:
             f"**{records[0]['label']}** (binds: {binding(records)})",
             "",
             "| settings | window, seeds | AIMD share | speed-up | bonds | RDF | T | "
-            "audited F-RMSE (eV/A) | contacts | verdict | date, commit |",
+            "audited F-RMSE (eV/A) | contacts | verdict | date, commit, package tree |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in sorted(records, key=lambda r: r["speedup"] or 0.0):
@@ -126,7 +126,7 @@ def table(by_system: dict[str, list[dict]]) -> str:
                 f"| {audited} ({cell(m['audited force RMSE'], '+.3f')}) "
                 f"| {cell(m['closest contacts'])} "
                 f"| {'matched' if r['matched'] else 'fails: ' + ', '.join(failed)} "
-                f"| {r['date']}, {r['commit']} |"
+                f"| {r['date']}, {r['commit']}, tree {str(r.get('code', 'n/a'))[:7]} |"
             )
         lines += ["", f"![frontier {system}](figures/frontier_{system}.png)", ""]
     return "\n".join(lines)
