@@ -206,6 +206,7 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
         gate,
         measure,
         reference_self_check,
+        runs_passing,
     )
     from haml_flows.analysis.report import audit_analysis
     from haml_flows.analysis.timeline import run_timeline
@@ -256,6 +257,7 @@ def evaluate(key: str, seeds: list[int], fs: float, caches: dict, runs: dict, st
     return {
         "key": key, "label": system["label"], "seeds": seeds, "window_fs": fs,
         "reference_seeds": sorted(caches), "self_check": self_check,
+        "runs_passing": runs_passing(criteria),
         "audit_frames": audit_frames, "cycle_rows": cycles,
         "max_force_rmse": system["max_force_rmse"],
         "gamma_break": load_spec(system["spec"]).mlpmd.gamma_break,
@@ -416,6 +418,7 @@ def verdict_record(result: dict, overrides: dict, code: str) -> dict:
         "continued": result["continued"], "audited": result["audited"],
         "criteria": [c.__dict__ for c in result["criteria"]],
         "self_check": [{"name": c.name, "passed": c.passed} for c in result["self_check"]],
+        "runs_passing": result["runs_passing"],
         "audit_frames": result["audit_frames"], "cycle_rows": result["cycle_rows"],
         "date": time.strftime("%Y-%m-%d"), "commit": commit, "code": code,
     }
@@ -464,6 +467,11 @@ def table(r: dict, command: str, overrides: dict, quiet: str) -> str:
                        if not ok]
             lines.append(f"| {c.name} | {sum(c.passed)} of {n} | "
                          f"{', '.join(failing) or '-'} |")
+        if r["runs_passing"]:
+            failing = [str(seed) for seed, ok in zip(r["seeds"], r["runs_passing"]) if not ok]
+            lines += ["", f"HAML, judged the same way: every criterion passed on "
+                      f"{sum(r['runs_passing'])} of {len(r['runs_passing'])} seeds"
+                      + (f" (failing: {', '.join(failing)})." if failing else ".")]
     lines += ["", f"![{r['label']}](figures/fidelity_{r['key']}.png)", ""]
     if r["audit_frames"]:
         lines += [("Audited force error against γ, against the time into its MLP-MD "

@@ -112,6 +112,8 @@ class Criterion:
     detail: str
     worst: float | None = None
     """How close to its limit the worst case came (positive: inside)."""
+    runs_passed: list[bool] | None = None
+    """Per judged run, in order: did it pass this criterion?"""
 
 
 def _bonds(reference: list[Measures], haml: list[Measures]) -> list[Criterion]:
@@ -129,6 +131,7 @@ def _bonds(reference: list[Measures], haml: list[Measures]) -> list[Criterion]:
             detail=f"HAML {', '.join(f'{v:.2f}' for v in values)}; AIMD "
             f"{', '.join(f'{v:.2f}' for v in ref)} -> allowed {low:.2f}-{high:.2f}",
             worst=margin,
+            runs_passed=inside,
         ))
     return out
 
@@ -142,12 +145,14 @@ def _rdfs(reference: list[Measures], haml: list[Measures]) -> list[Criterion]:
             float(np.mean([rdf_overlap(h.rdf[key], a.rdf[key]) for a in reference]))
             for h in haml
         ]
+        inside = [v >= floor - 1e-12 for v in values]
         out.append(Criterion(
             name=f"RDF {key}",
-            passed=all(v >= floor - 1e-12 for v in values),
+            passed=all(inside),
             detail=f"HAML-AIMD {', '.join(f'{v:.3f}' for v in values)}; AIMD-AIMD "
             f"min {floor + RDF_MARGIN:.3f} -> at least {floor:.3f}",
             worst=min(values) - floor,
+            runs_passed=inside,
         ))
     return out
 
@@ -155,23 +160,27 @@ def _rdfs(reference: list[Measures], haml: list[Measures]) -> list[Criterion]:
 def _temperature(haml: list[Measures], target: float) -> Criterion:
     means = [m.mean_temperature for m in haml]
     deviation = [abs(t - target) / target for t in means]
+    inside = [d <= TEMPERATURE_TOLERANCE for d in deviation]
     return Criterion(
         name="mean temperature",
-        passed=all(d <= TEMPERATURE_TOLERANCE for d in deviation),
+        passed=all(inside),
         detail=f"HAML {', '.join(f'{t:.0f}' for t in means)} K; target {target:.0f} K "
         f"+- {100 * TEMPERATURE_TOLERANCE:.0f} %",
         worst=TEMPERATURE_TOLERANCE - max(deviation),
+        runs_passed=inside,
     )
 
 
 def _audit(audited: list[float | None], threshold: float) -> Criterion:
     known = [a for a in audited if a is not None]
+    inside = [a is not None and a <= threshold for a in audited]
     return Criterion(
         name="audited force RMSE",
-        passed=len(known) == len(audited) and all(a <= threshold for a in known),
+        passed=all(inside),
         detail=f"HAML {', '.join('n/a' if a is None else f'{a:.3f}' for a in audited)} "
         f"eV/A; at most {threshold:g}",
         worst=(threshold - max(known)) if known else None,
+        runs_passed=inside,
     )
 
 
@@ -180,19 +189,23 @@ def _contacts(reference: list[Measures], haml: list[Measures]) -> Criterion:
     for m in reference:
         for key, d in m.contacts.items():
             closest[key] = min(closest.get(key, np.inf), d)
-    breaches, worst = [], np.inf
+    breaches, worst, inside = [], np.inf, []
     for m in haml:
+        clear = True
         for key, d in m.contacts.items():
             limit = closest.get(key, CONTACT_RANGE) - CONTACT_TOLERANCE
             worst = min(worst, d - limit)
             if d < limit:
+                clear = False
                 breaches.append(f"{key} {d:.2f} A (AIMD {closest.get(key, np.inf):.2f})")
+        inside.append(clear)
     return Criterion(
         name="closest contacts",
         passed=not breaches,
         detail="; ".join(sorted(set(breaches))) or "every pair at least the AIMD "
         f"ensemble's closest less {CONTACT_TOLERANCE} A",
         worst=float(worst) if np.isfinite(worst) else None,
+        runs_passed=inside,
     )
 
 
@@ -256,6 +269,13 @@ def reference_self_check(reference: list[Measures], *,
     return [*checks, SelfCheck("all", every)]
 
 
+def runs_passing(criteria: list[Criterion]) -> list[bool]:
+    """Per judged run: did it pass every criterion? (Compare with the self-check's
+    ``all`` row: how often a held-out pure-AIMD seed does.)"""
+    per_run = [c.runs_passed for c in criteria if c.runs_passed is not None]
+    return [all(column) for column in zip(*per_run, strict=True)] if per_run else []
+
+
 def audited_force_rmse(docs) -> float | None:
     """RMS over a run's cycles of their audited force RMSE (each audit's sampled frames)."""
     values = [d.audit_force_rmse for d in docs if d.audit_force_rmse is not None]
@@ -264,5 +284,5 @@ def audited_force_rmse(docs) -> float | None:
 
 __all__ = [
     "Criterion", "Frame", "Measures", "SelfCheck", "audited_force_rmse", "gate", "measure",
-    "reference_self_check",
+    "reference_self_check", "runs_passing",
 ]

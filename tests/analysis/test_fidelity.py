@@ -12,6 +12,7 @@ from haml_flows.analysis.fidelity import (
     gate,
     measure,
     reference_self_check,
+    runs_passing,
 )
 from haml_flows.analysis.timeline import Frame
 
@@ -66,6 +67,24 @@ def test_each_criterion_fails_on_its_own():
     # the AIMD ensemble's closest Li-S is 2.25 A; 0.1 A below it is allowed
     assert not _verdict([_measures({"Li-S": 11.0}, good, 300.0, 2.14)])["closest contacts"]
     assert _verdict([_measures({"Li-S": 11.0}, good, 300.0, 2.16)])["closest contacts"]
+
+
+def test_each_run_is_judged_on_its_own():
+    good = REFERENCE[0].rdf["Li-S"]
+    haml = [_measures({"Li-S": 8.9}, good, 300.0, 2.3),   # bonds out
+            _measures({"Li-S": 11.0}, good, 320.0, 2.3),  # too warm
+            _measures({"Li-S": 11.0}, good, 300.0, 2.3),
+            _measures({"Li-S": 11.0}, good, 300.0, 2.1)]  # too close
+    criteria = gate(REFERENCE, haml, [0.1, 0.1, 0.1, 0.1], target_temperature=300.0,
+                    max_force_rmse=0.15)
+    by_name = {c.name: c.runs_passed for c in criteria}
+    assert by_name["bonds Li-S"] == [False, True, True, True]
+    assert by_name["mean temperature"] == [True, False, True, True]
+    assert by_name["closest contacts"] == [True, True, True, False]
+    assert runs_passing(criteria) == [False, False, True, False]
+    audit_only = gate(REFERENCE, haml[2:], [None, 0.1], target_temperature=300.0,
+                      max_force_rmse=0.15)
+    assert runs_passing(audit_only) == [False, False]
 
 
 def test_the_gate_needs_an_ensemble_and_a_run():

@@ -45,7 +45,7 @@ def _result(reference_seeds: list[int]) -> dict:
         "self_check": [SelfCheck("bonds Li-P", [True, False, True, True, False]),
                        SelfCheck("all", [True, False, True, False, False])],
         "audit_frames": [], "cycle_rows": [], "cycles": [15], "continued": [0],
-        "audited": [0.124],
+        "audited": [0.124], "runs_passing": [False, True, True],
     }
 
 
@@ -55,6 +55,8 @@ def test_the_table_shows_how_often_pure_aimd_passes(bench):
     assert "each AIMD seed judged against the other 4" in text
     assert "| bonds Li-P | 3 of 5 | 2, 5 |" in text
     assert "| all | 2 of 5 | 2, 4, 5 |" in text
+    assert "HAML, judged the same way: every criterion passed on 2 of 3 seeds (failing: 1)." \
+        in text
 
 
 def test_a_larger_ensemble_keeps_the_verdict_of_the_smaller_one(bench, tmp_path, monkeypatch):
