@@ -52,6 +52,40 @@ def private_database(prefix: str = "haml_bench_", db_dir: Path | None = None) ->
     keeps the server's data there instead (a benchmark that reuses finished
     runs across invocations).
     """
+    with _sole_user(db_dir):
+        yield from _serve(prefix, db_dir)
+
+
+@contextmanager
+def _sole_user(db_dir: Path | None) -> Iterator[None]:
+    """Hold ``db_dir`` for this process: a second server on the same data would
+    corrupt it, so a second script is refused, naming the first."""
+    if db_dir is None:
+        yield
+        return
+    import fcntl
+
+    db_dir.mkdir(parents=True, exist_ok=True)
+    with open(db_dir.parent / f".{db_dir.name}.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise SystemExit(
+                f"{db_dir} is in use by {holder}: wait for it to end, or read through "
+                "its server (--port where the script offers it)"
+            ) from None
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+
+
+def _serve(prefix: str, db_dir: Path | None) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=prefix))
     os.environ.update(
         HAML_CONFIG_FILE=str(tmp / "none.yaml"),
