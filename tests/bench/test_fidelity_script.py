@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,11 +15,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench/fidelity.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("fidelity_gate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench_script):
+    return load_bench_script("fidelity")
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -71,10 +67,8 @@ def test_a_larger_ensemble_keeps_the_verdict_of_the_smaller_one(bench, tmp_path,
                                           "passed": [True, False, True, True, False]}
 
 
-def test_band_chance_reproduces_the_exact_chance_of_an_unwidened_range():
-    spec = importlib.util.spec_from_file_location("band_chance", SCRIPT.parent / "band_chance.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_band_chance_reproduces_the_exact_chance_of_an_unwidened_range(load_bench_script):
+    module = load_bench_script("band_chance")
     # a new draw falls inside the range of n others with probability (n - 1) / (n + 1),
     # and k new draws all inside with (n - 1) n / ((n + k - 1)(n + k)) for k = 2
     for n in (3, 7):

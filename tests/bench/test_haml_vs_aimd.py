@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from pymatgen.core import Lattice, Structure
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench/haml_vs_aimd.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("haml_vs_aimd", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench_script):
+    return load_bench_script("haml_vs_aimd")
 
 
 def _cost(cpu):

@@ -14,7 +14,6 @@ than the script's (raw collections, the CycleDocs' job uuids, numpy's fit).
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -47,12 +46,8 @@ AFTER_AIMD_2 = [f"{stage} 2" for stage in ("training", "mlpmd", "audit", "record
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("screen_scale", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench_script):
+    return load_bench_script("screen_scale")
 
 
 @pytest.fixture(scope="module")
