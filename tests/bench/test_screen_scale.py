@@ -76,11 +76,18 @@ def screen_run(embedded_db, tmp_path_factory, bench):
     try:
         # a stage after cycle 2's AIMD is running (its launch claimed, not between two
         # Fireworks), past FireWorks' checkout, which holds the workflow lock
-        wait_for(lambda: db.outputs.find_one({"metadata.stage": "aimd", "metadata.cycle": 2})
-                 and db.fireworks.find_one({"name": {"$in": AFTER_AIMD_2}, "state": "RUNNING"}),
-                 timeout=300, what="a stage after the AIMD of cycle 2 to run")
-        wait_for(lambda: not db.workflows.find_one({"locked": True}), timeout=30,
-                 what="the workflow lock to be released")
+        try:
+            wait_for(lambda: _worker_alive(worker)
+                     and db.outputs.find_one({"metadata.stage": "aimd", "metadata.cycle": 2})
+                     and db.fireworks.find_one({"name": {"$in": AFTER_AIMD_2},
+                                                "state": "RUNNING"}),
+                     timeout=600, what="a stage after the AIMD of cycle 2 to run")
+            wait_for(lambda: not db.workflows.find_one({"locked": True}), timeout=30,
+                     what="the workflow lock to be released")
+        except AssertionError as error:  # say where the screen stood, not only that it timed out
+            states = sorted((fw["name"], fw["state"]) for fw in db.fireworks.find())
+            raise AssertionError(f"{error}; Fireworks: {states}; worker log ends:\n"
+                                 f"{(directory / 'first.log').read_text()[-2000:]}") from None
     finally:
         kill_group(worker)
     stopped = bench.measure(clients(settings), SCREEN)
@@ -104,6 +111,13 @@ def screen_run(embedded_db, tmp_path_factory, bench):
                           recorded_when_stopped=recorded)
     db.client.drop_database(settings.DATABASE)
     db.client.close()
+
+
+def _worker_alive(worker) -> bool:
+    """True while the first worker runs; its exit before the kill fails the set-up at once."""
+    if worker.poll() is not None:
+        raise AssertionError(f"the first worker exited ({worker.returncode}) before the kill")
+    return True
 
 
 def _time(value) -> datetime:
