@@ -146,10 +146,6 @@ def one(name: str, changes: dict, train, ahead, other) -> dict:
     return row
 
 
-def _one(task: tuple) -> dict:
-    return one(*task)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="lpsc", choices=["lpsc", "dme"])
@@ -178,12 +174,13 @@ def main() -> int:
     tasks = [(name, VARIANTS[name], first[:n], first[n:n + AHEAD], other)
              for n in args.train for name in args.variants]
     if args.jobs > 1:  # independent fits, one per process; rows keep the table's order
+        # ("warm," variants each fit their starting potential in their own process)
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.jobs, initializer=quiet_fits) as pool:
-            rows = list(pool.map(_one, tasks))
+            rows = list(pool.map(one, *zip(*tasks)))
     else:
-        rows = [_one(task) for task in tasks]
+        rows = [one(*task) for task in tasks]
     from perfdoc import machine_note, publish
 
     spread = force_spread(other)

@@ -9,7 +9,6 @@ import pytest
 from pymatgen.core import Lattice, Structure
 
 
-
 @pytest.fixture(scope="module")
 def bench(load_bench_script):
     return load_bench_script("haml_vs_aimd")
